@@ -1,0 +1,17 @@
+/**
+ * Kiln castore (`kiln/castore`): content-addressed blobs and directories,
+ * their validated domain types, the BlobService and DirectoryService
+ * contracts with their local backends, import and export of filesystem
+ * trees. Depends only on common/ and the generated protobuf code; gRPC lives
+ * in `kiln/castore/grpc`.
+ */
+export * from './b3-digest.js';
+export * from './blob-service/blob-service.js';
+export * from './blob-service/memory.js';
+export * from './directory.js';
+export * from './directory-service/directory-service.js';
+export * from './directory-service/memory.js';
+export * from './errors.js';
+export * from './node.js';
+export * from './path-component.js';
+export { decodeDirectory, entryFromJson, entryFromMessage, entryToJson, entryToMessage, type NamedNode } from './proto-convert.js';
