@@ -15,3 +15,8 @@ export * from './errors.js';
 export * from './node.js';
 export * from './path-component.js';
 export { decodeDirectory, entryFromJson, entryFromMessage, entryToJson, entryToMessage, type NamedNode } from './proto-convert.js';
+export * from './from-url.js';
+export type { FileDigestCache, FileIdentity } from './import/file-digest-cache.js';
+export type { StoreProblem, VerifyOptions, VerifyReport } from './verify.js';
+export * from './export/materialize.js';
+export * from './import/import-path.js';

@@ -104,17 +104,24 @@ export function entryToMessage(name: Uint8Array, node: Node): EntryMessage {
   }
 }
 
+export interface EntryValidationOptions {
+  /** The name must be empty (a root node standing alone). */
+  anonymous?: boolean;
+  /** A valid path component or an empty name are both accepted. */
+  allowEmptyName?: boolean;
+}
+
 /**
  * Validates an Entry. With `anonymous`, the name must be empty; otherwise it
  * must be a valid path component.
  */
-export function entryFromMessage(message: EntryMessage, options: { anonymous?: boolean } = {}): NamedNode {
+export function entryFromMessage(message: EntryMessage, options: EntryValidationOptions = {}): NamedNode {
   const entry = message.entry;
   if (entry.case === undefined) throw new CastoreError('INVALID_NODE', 'entry has no directory, file or symlink set');
   const name = entry.value.name;
   if (options.anonymous) {
     if (name.byteLength !== 0) throw new CastoreError('INVALID_NAME', `anonymous entry has a name ${JSON.stringify(displayBytes(name))}`);
-  } else {
+  } else if (!(options.allowEmptyName && name.byteLength === 0)) {
     parsePathComponent(name);
   }
   switch (entry.case) {
@@ -135,7 +142,7 @@ export function entryToJson(name: Uint8Array, node: Node): string {
   return toJsonString(EntrySchema, entryToMessage(name, node));
 }
 
-export function entryFromJson(json: string, options: { anonymous?: boolean } = {}): NamedNode {
+export function entryFromJson(json: string, options: EntryValidationOptions = {}): NamedNode {
   let message: EntryMessage;
   try {
     message = fromJsonString(EntrySchema, json);

@@ -1,0 +1,190 @@
+/**
+ * The embedded on-disk BlobService: one read-only file per blob at
+ * `<root>/blobs/<first two hex digits>/<hex digest>`. Writes go to
+ * `<root>/tmp/<pid>-<random>` and are renamed into place once complete and
+ * hashed, so a killed writer never leaves a visible partial blob; leftovers of
+ * dead writers are swept when a store opens. Power-loss durability: with
+ * `fsync: 'always'` each put syncs its file and directory; with the default
+ * `'batch'`, the store syncs the filesystem at its commit points (`sync()`,
+ * called by the directory store before committing directories, and `close()`).
+ */
+import { spawn } from 'node:child_process';
+import { constants } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AbortOptions } from '../../common/abort.js';
+import { type ByteSource, toChunks } from '../../common/async-iterable.js';
+import { createBlake3 } from '../../common/blake3.js';
+import { B3Digest } from '../b3-digest.js';
+import { CastoreError } from '../errors.js';
+import type { BlobPutOptions, BlobPutResult, BlobReadOptions, BlobService, LocalBlobFiles } from './blob-service.js';
+import { integrityError, verifiedStream } from './verify-stream.js';
+
+/** Read buffer size for streaming blobs out of their files. */
+export const FS_READ_CHUNK_SIZE = 1 << 20;
+
+export interface FsBlobServiceOptions {
+  /** `'always'`: fsync every blob before put resolves. `'batch'` (default): sync at commit points. */
+  fsync?: 'always' | 'batch';
+}
+
+export class FsBlobService implements BlobService, LocalBlobFiles {
+  readonly root: string;
+  readonly #blobsDir: string;
+  readonly #tmpDir: string;
+  readonly #fsync: 'always' | 'batch';
+  #unsynced = false;
+
+  private constructor(root: string, options: FsBlobServiceOptions) {
+    this.root = root;
+    this.#blobsDir = join(root, 'blobs');
+    this.#tmpDir = join(root, 'tmp');
+    this.#fsync = options.fsync ?? 'batch';
+  }
+
+  /** Opens (creating if needed) the blob store under `root`. */
+  static async open(root: string, options: FsBlobServiceOptions = {}): Promise<FsBlobService> {
+    const service = new FsBlobService(root, options);
+    await fs.mkdir(service.#blobsDir, { recursive: true });
+    await fs.mkdir(service.#tmpDir, { recursive: true });
+    await service.#sweepDeadWriters();
+    return service;
+  }
+
+  /** The file holding `digest`, whether or not it exists. */
+  blobPath(digest: B3Digest): string {
+    const hex = digest.toHex();
+    return join(this.#blobsDir, hex.slice(0, 2), hex);
+  }
+
+  async localBlobPath(digest: B3Digest): Promise<string | undefined> {
+    return (await this.has(digest)) ? this.blobPath(digest) : undefined;
+  }
+
+  async has(digest: B3Digest, options: AbortOptions = {}): Promise<boolean> {
+    options.signal?.throwIfAborted();
+    try {
+      await fs.access(this.blobPath(digest), constants.F_OK);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw CastoreError.from(error);
+    }
+  }
+
+  async read(digest: B3Digest, options: BlobReadOptions = {}): Promise<AsyncIterable<Uint8Array> | undefined> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(this.blobPath(digest), 'r');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw CastoreError.from(error);
+    }
+    return (async function* () {
+      try {
+        yield* verifiedStream(digest, readChunks(handle), options.offset ?? 0, signal);
+      } finally {
+        await handle.close();
+      }
+    })();
+  }
+
+  async put(source: ByteSource, options: BlobPutOptions = {}): Promise<BlobPutResult> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const tmpPath = join(this.#tmpDir, `${process.pid}-${Math.random().toString(36).slice(2)}`);
+    const handle = await fs.open(tmpPath, 'wx', 0o444);
+    let renamed = false;
+    try {
+      const hasher = createBlake3();
+      let size = 0;
+      for await (const chunk of toChunks(source)) {
+        signal?.throwIfAborted();
+        hasher.update(chunk);
+        size += chunk.byteLength;
+        let written = 0;
+        while (written < chunk.byteLength) {
+          written += (await handle.write(chunk, written, chunk.byteLength - written)).bytesWritten;
+        }
+      }
+      signal?.throwIfAborted();
+      const digest = B3Digest.fromBytes(hasher.digest());
+      if (options.expectedDigest && !options.expectedDigest.equals(digest)) throw integrityError(options.expectedDigest, digest);
+      const target = this.blobPath(digest);
+      if (await this.has(digest)) return { digest, size };
+      if (this.#fsync === 'always') await handle.datasync();
+      await handle.close();
+      await fs.mkdir(join(this.#blobsDir, digest.toHex().slice(0, 2)), { recursive: true });
+      await fs.rename(tmpPath, target);
+      renamed = true;
+      if (this.#fsync === 'always') await syncDirectory(join(this.#blobsDir, digest.toHex().slice(0, 2)));
+      else this.#unsynced = true;
+      return { digest, size };
+    } finally {
+      await handle.close().catch(() => {});
+      if (!renamed) await fs.rm(tmpPath, { force: true });
+    }
+  }
+
+  /** Makes every blob put so far durable (one `syncfs` of the store's filesystem). */
+  async sync(): Promise<void> {
+    if (!this.#unsynced) return;
+    this.#unsynced = false;
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn('sync', ['-f', this.root], { stdio: 'ignore' });
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new CastoreError('BACKEND_FAILURE', `sync -f ${this.root} exited with ${code}`))));
+    });
+  }
+
+  /** Every stored digest, in no particular order. */
+  async *list(): AsyncGenerator<B3Digest> {
+    for (const shard of await fs.readdir(this.#blobsDir)) {
+      for (const name of await fs.readdir(join(this.#blobsDir, shard))) {
+        if (/^[0-9a-f]{64}$/.test(name)) yield B3Digest.fromHex(name);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.sync();
+  }
+
+  async #sweepDeadWriters(): Promise<void> {
+    for (const name of await fs.readdir(this.#tmpDir)) {
+      const pid = Number(name.split('-')[0]);
+      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) continue;
+      await fs.rm(join(this.#tmpDir, name), { force: true, recursive: true });
+    }
+  }
+}
+
+/** Reads a file front to back in fresh buffers (consumers may keep them). */
+async function* readChunks(handle: fs.FileHandle): AsyncGenerator<Uint8Array> {
+  for (;;) {
+    const buffer = Buffer.allocUnsafe(FS_READ_CHUNK_SIZE);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, null);
+    if (bytesRead === 0) return;
+    yield bytesRead === buffer.byteLength ? buffer : buffer.subarray(0, bytesRead);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function syncDirectory(path: string): Promise<void> {
+  const handle = await fs.open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * Error → exit status and one-line message. 0 success; 1 the work ran and
+ * failed (missing objects, corruption, backend failures); 2 invalid input or
+ * usage.
+ */
+import { CodedError } from '../common/coded-error.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_INVALID = 2;
+
+const INVALID_CODES = new Set(['USAGE', 'INVALID_DIGEST', 'INVALID_NAME', 'INVALID_NODE', 'INVALID_DIRECTORY', 'INVALID_URL', 'INVALID_REQUEST']);
+
+export function exitStatusFor(error: unknown): number {
+  if (error instanceof CodedError && INVALID_CODES.has(error.code)) return EXIT_INVALID;
+  return EXIT_FAILURE;
+}
+
+/** `error: <message>` on one line, with the cause chain appended. */
+export function errorLine(error: unknown): string {
+  const parts: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; current !== undefined && depth < 4; depth++) {
+    const message = current instanceof Error ? current.message : String(current);
+    if (!parts.some((p) => p.includes(message))) parts.push(message);
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return `error: ${parts.join(': ').replace(/\s*\n\s*/g, ' ')}`;
+}
