@@ -1,0 +1,144 @@
+/**
+ * A BlobService backed by a remote `snix.castore.v1.BlobService`. Every read
+ * is verified against the digest it was requested under; `put` streams the
+ * source and trusts nothing the server says without checking its length.
+ */
+import { type Client, createClient } from '@connectrpc/connect';
+import type { AbortOptions } from '../../common/abort.js';
+import { type ByteSource, toChunks } from '../../common/async-iterable.js';
+import { createBlake3 } from '../../common/blake3.js';
+import { B3Digest } from '../b3-digest.js';
+import type { BlobPutOptions, BlobPutResult, BlobReadOptions, BlobService } from '../blob-service/blob-service.js';
+import { integrityError, verifiedStream } from '../blob-service/verify-stream.js';
+import { CastoreError } from '../errors.js';
+import { BlobService as BlobServiceDesc } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
+import { type GrpcChannel, type GrpcChannelOptions, openGrpcChannel } from './channel.js';
+import { connectErrorToCastoreError, isNotFound } from './status.js';
+
+/** Largest `BlobChunk.data` `put` sends; bigger source chunks are split (no copy). */
+export const DEFAULT_PUT_CHUNK_SIZE = 1 << 20;
+
+export interface GrpcBlobServiceOptions {
+  /** Largest chunk a Put message carries; default `DEFAULT_PUT_CHUNK_SIZE`. */
+  putChunkSize?: number;
+  /** Leave the channel open on `close()` (when it is shared); default false. */
+  keepChannelOpen?: boolean;
+}
+
+export class GrpcBlobService implements BlobService {
+  readonly channel: GrpcChannel;
+  readonly #client: Client<typeof BlobServiceDesc>;
+  readonly #options: GrpcBlobServiceOptions;
+
+  constructor(channel: GrpcChannel, options: GrpcBlobServiceOptions = {}) {
+    this.channel = channel;
+    this.#client = createClient(BlobServiceDesc, channel.transport);
+    this.#options = options;
+  }
+
+  async has(digest: B3Digest, options: AbortOptions = {}): Promise<boolean> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    try {
+      await this.#client.stat({ digest: digest.bytes }, { signal });
+      return true;
+    } catch (error) {
+      if (isNotFound(error) && !signal?.aborted) return false;
+      throw connectErrorToCastoreError(error, { signal, operation: 'grpc BlobService.Stat' });
+    }
+  }
+
+  async read(digest: B3Digest, options: BlobReadOptions = {}): Promise<AsyncIterable<Uint8Array> | undefined> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    // `break` on a connect stream does not cancel it, so every call gets its own controller.
+    const call = new AbortController();
+    const callSignal = signal ? AbortSignal.any([signal, call.signal]) : call.signal;
+    const mapError = (error: unknown) => connectErrorToCastoreError(error, { signal, operation: 'grpc BlobService.Read' });
+    const iterator = this.#client.read({ digest: digest.bytes }, { signal: callSignal })[Symbol.asyncIterator]();
+    let first: IteratorResult<{ data: Uint8Array }>;
+    try {
+      first = await iterator.next();
+    } catch (error) {
+      call.abort();
+      if (isNotFound(error) && !signal?.aborted) return undefined;
+      throw mapError(error);
+    }
+    async function* received(): AsyncGenerator<Uint8Array> {
+      try {
+        if (first.done) return;
+        yield first.value.data;
+        for (;;) {
+          const next = await iterator.next();
+          if (next.done) return;
+          yield next.value.data;
+        }
+      } catch (error) {
+        throw mapError(error);
+      } finally {
+        call.abort();
+      }
+    }
+    return verifiedStream(digest, received(), options.offset ?? 0, signal);
+  }
+
+  async put(source: ByteSource, options: BlobPutOptions = {}): Promise<BlobPutResult> {
+    const { signal, expectedDigest } = options;
+    signal?.throwIfAborted();
+    const chunkSize = this.#options.putChunkSize ?? DEFAULT_PUT_CHUNK_SIZE;
+    // Hash locally only to honour expectedDigest: a mismatch must cancel the
+    // call before the request stream ends, so the server stores nothing.
+    const hasher = expectedDigest ? createBlake3() : undefined;
+    let size = 0;
+    // connect wraps what the request stream throws; keep the original to rethrow it.
+    let sourceError: { error: unknown } | undefined;
+    async function* messages() {
+      try {
+        for await (const chunk of toChunks(source)) {
+          signal?.throwIfAborted();
+          hasher?.update(chunk);
+          size += chunk.byteLength;
+          for (let offset = 0; offset < chunk.byteLength; offset += chunkSize) yield { data: chunk.subarray(offset, offset + chunkSize) };
+        }
+        if (hasher && expectedDigest) {
+          const actual = B3Digest.fromBytes(hasher.digest());
+          if (!actual.equals(expectedDigest)) throw integrityError(expectedDigest, actual);
+        }
+      } catch (error) {
+        sourceError = { error };
+        throw error;
+      }
+    }
+    let response: { digest: Uint8Array };
+    try {
+      response = await this.#client.put(messages(), { signal });
+    } catch (error) {
+      if (sourceError && !signal?.aborted) throw sourceError.error;
+      throw connectErrorToCastoreError(error, { signal, operation: 'grpc BlobService.Put' });
+    }
+    const digest = receivedDigest(response.digest, 'BlobService.Put');
+    if (expectedDigest && !digest.equals(expectedDigest)) throw integrityError(expectedDigest, digest);
+    return { digest, size };
+  }
+
+  async close(): Promise<void> {
+    if (!this.#options.keepChannelOpen) await this.channel.close();
+  }
+}
+
+/** A digest in a server response; a wrong length is the server's fault. */
+export function receivedDigest(bytes: Uint8Array, operation: string): B3Digest {
+  try {
+    return B3Digest.fromBytes(bytes);
+  } catch (error) {
+    throw new CastoreError('BACKEND_FAILURE', `grpc ${operation} answered a digest of ${bytes.byteLength} bytes`, { cause: error });
+  }
+}
+
+/** Opens a channel for `url` (see channel-url.ts) and a GrpcBlobService that owns it. */
+export async function grpcBlobServiceFromUrl(
+  url: string,
+  options: GrpcBlobServiceOptions & GrpcChannelOptions & AbortOptions = {},
+): Promise<GrpcBlobService> {
+  return new GrpcBlobService(await openGrpcChannel(url, options), options);
+}
