@@ -101,7 +101,11 @@ describe('ingestEntries', () => {
   });
 
   it('ingestEntries rejects contents whose length differs from the declared size', async () => {
-    await rejectsWith([{ type: 'file', path: path('r'), contents: HELLOWORLD_BLOB, size: 3, executable: false }], 'INVALID_NODE', /"r": expected 3 bytes, read 12/);
+    await rejectsWith(
+      [{ type: 'file', path: path('r'), contents: HELLOWORLD_BLOB, size: 3, executable: false }],
+      'INVALID_NODE',
+      /"r": expected 3 bytes, read 12/,
+    );
   });
 
   it('ingestEntries rejects an empty stream', async () => {
@@ -145,6 +149,9 @@ describe('ingestEntries', () => {
       controller.abort(reason);
       yield dir('r');
     }
-    await assert.rejects(ingestEntries(entries(), { directoryService: new MemoryDirectoryService(), signal: controller.signal }), (e) => e === reason);
+    await assert.rejects(
+      ingestEntries(entries(), { directoryService: new MemoryDirectoryService(), signal: controller.signal }),
+      (e) => e === reason,
+    );
   });
 });

@@ -96,13 +96,29 @@ export async function ingestEntries(
   const inClosure = new Set<string>();
   let root: Node | undefined;
 
+  // Siblings arrive together, usually sharing the very component objects of
+  // their parent path; remembering the last parent skips re-validating and
+  // re-keying it for each of them.
+  let lastParent: readonly Uint8Array[] = [];
+  let lastParentKey = '';
+
   for await (const entry of entries) {
     signal?.throwIfAborted();
-    const names = parseIngestionPath(entry.path);
+    const names = entry.path;
+    if (names.length === 0) throw streamError('ingestion entry with an empty path');
+    let parentKey = lastParentKey;
+    if (!sameParent(lastParent, names)) {
+      const parent = names.slice(0, -1);
+      for (const component of parent) checkComponent(component, names);
+      parentKey = keyOf(parent);
+      lastParent = parent;
+      lastParentKey = parentKey;
+    }
+    const name = checkComponent(names[names.length - 1] as Uint8Array, names);
     if (root !== undefined) throw streamError(`entry ${showPath(names)} comes after the root`);
-    const key = keyOf(names);
     let node: Node;
     if (entry.type === 'directory') {
+      const key = names.length === 1 ? latin1(name) : `${parentKey}/${latin1(name)}`;
       if (closed.has(key)) throw streamError(`directory ${showPath(names)} appears twice`);
       const directory = buildDirectory(open.get(key) ?? [], names);
       open.delete(key);
@@ -120,10 +136,9 @@ export async function ingestEntries(
       root = node;
       continue;
     }
-    const parentKey = keyOf(names.slice(0, -1));
     if (closed.has(parentKey)) throw streamError(`entry ${showPath(names)} comes after its parent directory`);
     const siblings = open.get(parentKey);
-    const child = { name: names[names.length - 1] as PathComponent, node };
+    const child = { name, node };
     if (siblings) siblings.push(child);
     else open.set(parentKey, [child]);
   }
@@ -135,14 +150,20 @@ export async function ingestEntries(
   return root;
 }
 
-async function leafNode(entry: Exclude<IngestionEntry, DirectoryIngestionEntry>, names: PathComponent[], options: IngestEntriesOptions): Promise<Node> {
+async function leafNode(
+  entry: Exclude<IngestionEntry, DirectoryIngestionEntry>,
+  names: IngestionPath,
+  options: IngestEntriesOptions,
+): Promise<Node> {
   try {
     if (entry.type === 'symlink') return symlinkNode(entry.target);
     if ('digest' in entry) return fileNode(entry.digest, entry.size, entry.executable);
     if (!options.blobService) throw new CastoreError('INVALID_NODE', 'a blob service is needed for file entries given by contents');
     const { digest, size } = await options.blobService.put(entry.contents, { signal: options.signal });
     if (entry.size !== undefined && entry.size !== size) {
-      throw new CastoreError('INVALID_NODE', `expected ${entry.size} bytes, read ${size}`, { details: { expected: entry.size, actual: size } });
+      throw new CastoreError('INVALID_NODE', `expected ${entry.size} bytes, read ${size}`, {
+        details: { expected: entry.size, actual: size },
+      });
     }
     return fileNode(digest, size, entry.executable);
   } catch (error) {
@@ -150,7 +171,7 @@ async function leafNode(entry: Exclude<IngestionEntry, DirectoryIngestionEntry>,
   }
 }
 
-function buildDirectory(children: DirectoryEntry[], names: PathComponent[]): Directory {
+function buildDirectory(children: DirectoryEntry[], names: IngestionPath): Directory {
   try {
     return Directory.fromEntries(children);
   } catch (error) {
@@ -158,18 +179,28 @@ function buildDirectory(children: DirectoryEntry[], names: PathComponent[]): Dir
   }
 }
 
-function parseIngestionPath(path: IngestionPath): PathComponent[] {
-  if (path.length === 0) throw streamError('ingestion entry with an empty path');
+/** True when `names` has exactly the components of `parent` (the same objects) plus one. */
+function sameParent(parent: readonly Uint8Array[], names: readonly Uint8Array[]): boolean {
+  if (names.length !== parent.length + 1 || names.length === 1) return false;
+  for (let i = 0; i < parent.length; i++) if (parent[i] !== names[i]) return false;
+  return true;
+}
+
+function checkComponent(component: Uint8Array, names: readonly Uint8Array[]): PathComponent {
   try {
-    return path.map((component) => parsePathComponent(component));
+    return parsePathComponent(component);
   } catch (error) {
-    throw withPath(error, path);
+    throw withPath(error, names);
   }
+}
+
+function latin1(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
 }
 
 /** Components joined by "/"; latin1 maps bytes to chars one to one and no component contains "/". */
 function keyOf(names: readonly Uint8Array[]): string {
-  return names.map((name) => Buffer.from(name.buffer, name.byteOffset, name.byteLength).toString('latin1')).join('/');
+  return names.map(latin1).join('/');
 }
 
 function displayKey(key: string): string {
