@@ -21,6 +21,8 @@ import type { FileDigestCache } from './file-digest-cache.js';
 import { ingestEntries } from './ingest-entries.js';
 import { type ImportProgress, rootName, walkFilesystem } from './walk-filesystem.js';
 
+export type { ImportProgress } from './walk-filesystem.js';
+
 export interface ImportPathOptions extends AbortOptions {
   /** Receives file contents; `has` confirms digest-cache hits. */
   blobService: Pick<BlobService, 'put' | 'has'>;
