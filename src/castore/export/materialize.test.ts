@@ -51,18 +51,37 @@ describe('materialize', () => {
     assert.equal(await fs.readFile(raw, 'utf8'), 'raw name');
   }
 
-  it('materialize round-trips a tree: re-importing gives the same root, modes and symlinks preserved', async () => {
+  for (const io of ['auto', 'async'] as const) {
+    it(`materialize (io ${io}) round-trips a tree: re-importing gives the same root, modes and symlinks preserved`, async () => {
+      const source = join(dir, 'source');
+      await sampleTree(source);
+      const blobService = new MemoryBlobService();
+      const directoryService = new MemoryDirectoryService();
+      const imported = await importPath(source, { blobService, directoryService });
+      const out = join(dir, 'out');
+      const stats = await materialize(imported.node, out, { blobService, directoryService, io });
+      assert.deepEqual(stats, { files: 5, hardlinked: 0, cloned: 0, streamed: 5 });
+      await checkTree(out);
+      const again = await importPath(out, { blobService, directoryService });
+      assert.ok(nodesEqual(again.node, imported.node));
+    });
+  }
+
+  it('materialize sets the documented modes whatever the umask', async () => {
     const source = join(dir, 'source');
     await sampleTree(source);
     const blobService = new MemoryBlobService();
     const directoryService = new MemoryDirectoryService();
-    const imported = await importPath(source, { blobService, directoryService });
-    const out = join(dir, 'out');
-    const stats = await materialize(imported.node, out, { blobService, directoryService });
-    assert.deepEqual(stats, { files: 5, hardlinked: 0, cloned: 0, streamed: 5 });
-    await checkTree(out);
-    const again = await importPath(out, { blobService, directoryService });
-    assert.ok(nodesEqual(again.node, imported.node));
+    const { node } = await importPath(source, { blobService, directoryService });
+    const previous = process.umask(0o277);
+    try {
+      await materialize(node, join(dir, 'out'), { blobService, directoryService });
+    } finally {
+      process.umask(previous);
+    }
+    await checkTree(join(dir, 'out'));
+    assert.equal(await mode(join(dir, 'out/share/empty')), 0o755);
+    assert.equal(await mode(join(dir, 'out/share/big')), 0o444);
   });
 
   it('materialize writes a single file or symlink root', async () => {

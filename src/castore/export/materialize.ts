@@ -25,6 +25,7 @@
  * would corrupt the store.
  */
 import { randomBytes } from 'node:crypto';
+import * as fsSync from 'node:fs';
 import { constants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -42,6 +43,12 @@ import type { DirectoryNode, FileNode, Node } from '../node.js';
 
 /** Files written at once. */
 export const DEFAULT_MATERIALIZE_CONCURRENCY = 16;
+/** Blobs up to this size are collected and written in one call; larger ones are streamed to their file. */
+export const WHOLE_FILE_MAX_SIZE = 1 << 20;
+/** A synchronous call slower than this counts as a strike against `io: 'auto'`. */
+export const SLOW_SYNC_IO_MS = 4;
+/** Strikes after which `io: 'auto'` switches to asynchronous calls. */
+export const SLOW_SYNC_IO_STRIKES = 3;
 /** Mode of exported regular files. */
 export const MATERIALIZED_FILE_MODE = 0o444;
 /** Mode of exported executable files. */
@@ -77,6 +84,14 @@ export interface MaterializeOptions extends AbortOptions {
   verify?: 'size' | 'full';
   /** Files written in parallel; default `DEFAULT_MATERIALIZE_CONCURRENCY`. */
   concurrency?: number;
+  /**
+   * `'auto'` (default): directories, symlinks, links and small files are
+   * created with synchronous system calls while they stay fast (falling back
+   * to `'async'` after `SLOW_SYNC_IO_STRIKES` calls each slower than
+   * `SLOW_SYNC_IO_MS`); a thread-pool round trip per call costs more than the
+   * call itself on small machines. `'async'`: always through the thread pool.
+   */
+  io?: 'auto' | 'async';
 }
 
 /** What `materialize` did, for logs and tests. */
@@ -107,7 +122,7 @@ export async function materialize(node: Node, dest: string, options: Materialize
     if (node.type === 'file') {
       await writer.writeFile(node, Buffer.from(temp));
     } else if (node.type === 'symlink') {
-      await fs.symlink(Buffer.from(node.target), temp);
+      await writer.writeSymlink(node.target, Buffer.from(temp));
     } else {
       await writer.writeTree(node, Buffer.from(temp));
     }
@@ -146,6 +161,11 @@ const LINK_REFUSED = new Set(['EXDEV', 'EMLINK', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP
 class TreeWriter {
   readonly #options: MaterializeOptions;
   readonly #local: ((digest: B3Digest) => Promise<string | undefined>) | undefined;
+  /** Whether metadata calls and small-file writes still run synchronously (see `io`). */
+  #sync: boolean;
+  #strikes = 0;
+  /** Whether open() modes come out exact, or the umask strips bits and a chmod must follow (learned on the first file). */
+  #umaskStrips: boolean | undefined;
   #files = 0;
   #hardlinked = 0;
   #cloned = 0;
@@ -155,10 +175,20 @@ class TreeWriter {
     this.#options = options;
     const service = options.blobService as BlobService;
     this.#local = hasLocalBlobFiles(service) && options.link !== 'copy' ? (digest) => service.localBlobPath(digest) : undefined;
+    this.#sync = (options.io ?? 'auto') === 'auto';
   }
 
   stats(): MaterializeStats {
     return { files: this.#files, hardlinked: this.#hardlinked, cloned: this.#cloned, streamed: this.#streamed };
+  }
+
+  /** Runs the synchronous variant while I/O is fast, else the asynchronous one. */
+  async #io<T>(syncCall: () => T, asyncCall: () => Promise<T>): Promise<T> {
+    if (!this.#sync) return asyncCall();
+    const started = performance.now();
+    const result = syncCall();
+    if (performance.now() - started > SLOW_SYNC_IO_MS && ++this.#strikes >= SLOW_SYNC_IO_STRIKES) this.#sync = false;
+    return result;
   }
 
   async writeTree(root: DirectoryNode, path: Buffer): Promise<void> {
@@ -183,7 +213,7 @@ class TreeWriter {
 
   /**
    * Creates directories and symlinks depth first and yields the files to
-   * write; directory modes are set once a directory's subtree is complete.
+   * write; directory modes are set once every directory exists.
    */
   async *#createTree(rootDigest: B3Digest, directories: Map<string, Directory>, rootPath: Buffer): AsyncGenerator<FileJob> {
     const { signal } = this.#options;
@@ -198,17 +228,33 @@ class TreeWriter {
           details: { digest: digest.toString() },
         });
       }
-      await fs.mkdir(path, { mode: MATERIALIZED_DIRECTORY_MODE });
+      await this.#io(
+        () => fsSync.mkdirSync(path, { mode: MATERIALIZED_DIRECTORY_MODE }),
+        () => fs.mkdir(path, { mode: MATERIALIZED_DIRECTORY_MODE }),
+      );
       created.push(path);
       for (const { name, node } of directory.entries) {
         const childPath = Buffer.concat([path, SLASH, name]);
         if (node.type === 'directory') stack.push({ digest: node.digest, path: childPath });
-        else if (node.type === 'symlink') await fs.symlink(Buffer.from(node.target), childPath);
+        else if (node.type === 'symlink') await this.writeSymlink(node.target, childPath);
         else yield { node, path: childPath };
       }
     }
     // mkdir applied the umask; set the documented mode exactly.
-    for (const path of created) await fs.chmod(path, MATERIALIZED_DIRECTORY_MODE);
+    for (const path of created) {
+      await this.#io(
+        () => fsSync.chmodSync(path, MATERIALIZED_DIRECTORY_MODE),
+        () => fs.chmod(path, MATERIALIZED_DIRECTORY_MODE),
+      );
+    }
+  }
+
+  writeSymlink(target: Uint8Array, path: Buffer): Promise<void> {
+    const bytes = Buffer.from(target.buffer, target.byteOffset, target.byteLength);
+    return this.#io(
+      () => fsSync.symlinkSync(bytes, path),
+      () => fs.symlink(bytes, path),
+    );
   }
 
   async writeFile(node: FileNode, path: Buffer): Promise<void> {
@@ -222,20 +268,27 @@ class TreeWriter {
 
   async #fromLocalFile(node: FileNode, local: string, path: Buffer, mode: number): Promise<void> {
     const { link = 'auto', verify = 'size' } = this.#options;
-    const stat = await fs.stat(local);
+    const stat = await this.#io(
+      () => fsSync.statSync(local),
+      () => fs.stat(local),
+    );
     if (stat.size !== node.size) throw sizeMismatch(node, stat.size);
     if (verify === 'full') await verifyFile(node.digest, local, this.#options.signal);
     if (link !== 'reflink' && (stat.mode & 0o777) === mode) {
       if (await this.#tryHardlink(local, path, link === 'hardlink')) return;
     }
-    await fs.copyFile(local, path, link === 'reflink' ? constants.COPYFILE_FICLONE_FORCE : constants.COPYFILE_FICLONE);
+    const flags = link === 'reflink' ? constants.COPYFILE_FICLONE_FORCE : constants.COPYFILE_FICLONE;
+    await fs.copyFile(local, path, flags);
     await fs.chmod(path, mode);
     this.#cloned++;
   }
 
   async #tryHardlink(local: string, path: Buffer, required: boolean): Promise<boolean> {
     try {
-      await fs.link(local, path);
+      await this.#io(
+        () => fsSync.linkSync(local, path),
+        () => fs.link(local, path),
+      );
       this.#hardlinked++;
       return true;
     } catch (error) {
@@ -252,6 +305,26 @@ class TreeWriter {
         details: { digest: node.digest.toString() },
       });
     }
+    if (node.size <= WHOLE_FILE_MAX_SIZE) await this.#writeWhole(await collectBlob(node, source, signal), path, mode);
+    else await this.#writeStreaming(node, source, path, mode);
+    this.#streamed++;
+  }
+
+  /** Small files: the verified bytes in hand, one open/write/close (plus a chmod if the umask interferes). */
+  async #writeWhole(data: Uint8Array, path: Buffer, mode: number): Promise<void> {
+    await this.#io(
+      () => fsSync.writeFileSync(path, data, { flag: 'wx', mode }),
+      () => fs.writeFile(path, data, { flag: 'wx', mode }),
+    );
+    if (this.#umaskStrips === undefined) {
+      const actual = (await fs.stat(path)).mode & 0o777;
+      this.#umaskStrips = actual !== mode;
+    }
+    if (this.#umaskStrips) await fs.chmod(path, mode);
+  }
+
+  async #writeStreaming(node: FileNode, source: AsyncIterable<Uint8Array>, path: Buffer, mode: number): Promise<void> {
+    const { signal } = this.#options;
     const handle = await fs.open(path, 'wx', mode);
     try {
       let size = 0;
@@ -267,8 +340,21 @@ class TreeWriter {
     } finally {
       await handle.close();
     }
-    this.#streamed++;
   }
+}
+
+/** Reads a whole (small) blob, checking its length against the node as it arrives. */
+async function collectBlob(node: FileNode, source: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of source) {
+    signal?.throwIfAborted();
+    size += chunk.byteLength;
+    if (size > node.size) throw sizeMismatch(node, size);
+    parts.push(chunk);
+  }
+  if (size !== node.size) throw sizeMismatch(node, size);
+  return parts.length === 1 ? (parts[0] as Uint8Array) : Buffer.concat(parts, size);
 }
 
 function sizeMismatch(node: FileNode, actual: number): CastoreError {

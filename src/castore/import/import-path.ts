@@ -8,7 +8,7 @@
  * 20,000 files of 1–64 KiB imports in about 1 s; a re-import with a warm
  * FileDigestCache costs one lstat and one `has` per file; a 1 GiB file hashes
  * at b3sum speed because the next chunk is read while the current one is
- * hashed. Memory stays bounded by `concurrency` × 1 MiB (whole small files,
+ * hashed. Memory stays bounded by `concurrency` × 2 MiB (whole small files,
  * or one chunk in flight plus one read ahead per large file), whatever the
  * file sizes.
  */
