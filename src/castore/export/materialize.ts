@@ -10,7 +10,9 @@
  *   symlinks get their raw target bytes; names are raw bytes.
  * - the tree is built in a temporary sibling of `dest` and renamed to `dest`
  *   only once complete; on any failure (a missing or corrupt blob, an abort)
- *   the sibling is removed and `dest` is never created.
+ *   the sibling is removed and `dest` is never created. `dest` is checked to
+ *   be absent at the start and again just before the rename (rename(2) would
+ *   silently replace an empty directory created in between).
  *
  * Verification: bytes streamed out of the blob service are hashed by it (the
  * BlobService contract), and their count is checked against the node's size;
@@ -277,7 +279,7 @@ class TreeWriter {
     if (link !== 'reflink' && (stat.mode & 0o777) === mode) {
       if (await this.#tryHardlink(local, path, link === 'hardlink')) return;
     }
-    const flags = link === 'reflink' ? constants.COPYFILE_FICLONE_FORCE : constants.COPYFILE_FICLONE;
+    const flags = constants.COPYFILE_EXCL | (link === 'reflink' ? constants.COPYFILE_FICLONE_FORCE : constants.COPYFILE_FICLONE);
     await fs.copyFile(local, path, flags);
     await fs.chmod(path, mode);
     this.#cloned++;
