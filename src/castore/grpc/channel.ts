@@ -92,6 +92,8 @@ export class GrpcChannel {
       if (callback) stream.once('close', callback);
       cancel.abort();
     };
+    // Failures reach callers through the stream's end, close and rstCode; never crash on them.
+    stream.on('error', () => {});
     this.#track(session, stream);
     return stream;
   }

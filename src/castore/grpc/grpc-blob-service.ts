@@ -13,6 +13,7 @@ import { integrityError, verifiedStream } from '../blob-service/verify-stream.js
 import { CastoreError } from '../errors.js';
 import { BlobService as BlobServiceDesc } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
 import { type GrpcChannel, type GrpcChannelOptions, openGrpcChannel } from './channel.js';
+import { putBlobFast, readBlobFast } from './fast-blob-client.js';
 import { connectErrorToCastoreError, isNotFound } from './status.js';
 
 /** Largest `BlobChunk.data` `put` sends; bigger source chunks are split (no copy). */
@@ -23,6 +24,11 @@ export interface GrpcBlobServiceOptions {
   putChunkSize?: number;
   /** Leave the channel open on `close()` (when it is shared); default false. */
   keepChannelOpen?: boolean;
+  /**
+   * Run Read and Put on the lean HTTP/2 path of fast-blob-client.ts rather
+   * than through connect (same wire protocol, fewer copies); default true.
+   */
+  fastBlobPath?: boolean;
 }
 
 export class GrpcBlobService implements BlobService {
@@ -55,8 +61,9 @@ export class GrpcBlobService implements BlobService {
     const call = new AbortController();
     const callSignal = signal ? AbortSignal.any([signal, call.signal]) : call.signal;
     const mapError = (error: unknown) => connectErrorToCastoreError(error, { signal, operation: 'grpc BlobService.Read' });
-    const iterator = this.#client.read({ digest: digest.bytes }, { signal: callSignal })[Symbol.asyncIterator]();
-    let first: IteratorResult<{ data: Uint8Array }>;
+    const iterator: AsyncIterator<Uint8Array> =
+      this.#options.fastBlobPath === false ? dataOf(this.#client.read({ digest: digest.bytes }, { signal: callSignal })) : readBlobFast(this.channel, digest.bytes, callSignal);
+    let first: IteratorResult<Uint8Array>;
     try {
       first = await iterator.next();
     } catch (error) {
@@ -67,16 +74,17 @@ export class GrpcBlobService implements BlobService {
     async function* received(): AsyncGenerator<Uint8Array> {
       try {
         if (first.done) return;
-        yield first.value.data;
+        yield first.value;
         for (;;) {
           const next = await iterator.next();
           if (next.done) return;
-          yield next.value.data;
+          yield next.value;
         }
       } catch (error) {
         throw mapError(error);
       } finally {
         call.abort();
+        await iterator.return?.();
       }
     }
     return verifiedStream(digest, received(), options.offset ?? 0, signal);
@@ -92,13 +100,13 @@ export class GrpcBlobService implements BlobService {
     let size = 0;
     // connect wraps what the request stream throws; keep the original to rethrow it.
     let sourceError: { error: unknown } | undefined;
-    async function* messages() {
+    async function* chunks() {
       try {
         for await (const chunk of toChunks(source)) {
           signal?.throwIfAborted();
           hasher?.update(chunk);
           size += chunk.byteLength;
-          for (let offset = 0; offset < chunk.byteLength; offset += chunkSize) yield { data: chunk.subarray(offset, offset + chunkSize) };
+          yield chunk;
         }
         if (hasher && expectedDigest) {
           const actual = B3Digest.fromBytes(hasher.digest());
@@ -109,20 +117,34 @@ export class GrpcBlobService implements BlobService {
         throw error;
       }
     }
-    let response: { digest: Uint8Array };
+    let digestBytes: Uint8Array;
     try {
-      response = await this.#client.put(messages(), { signal });
+      if (this.#options.fastBlobPath === false) {
+        digestBytes = (await this.#client.put(messages(chunks(), chunkSize), { signal })).digest;
+      } else {
+        digestBytes = await putBlobFast(this.channel, chunks(), { signal, chunkSize });
+      }
     } catch (error) {
       if (sourceError && !signal?.aborted) throw sourceError.error;
       throw connectErrorToCastoreError(error, { signal, operation: 'grpc BlobService.Put' });
     }
-    const digest = receivedDigest(response.digest, 'BlobService.Put');
+    const digest = receivedDigest(digestBytes, 'BlobService.Put');
     if (expectedDigest && !digest.equals(expectedDigest)) throw integrityError(expectedDigest, digest);
     return { digest, size };
   }
 
   async close(): Promise<void> {
     if (!this.#options.keepChannelOpen) await this.channel.close();
+  }
+}
+
+async function* dataOf(chunks: AsyncIterable<{ data: Uint8Array }>): AsyncGenerator<Uint8Array> {
+  for await (const chunk of chunks) yield chunk.data;
+}
+
+async function* messages(chunks: AsyncIterable<Uint8Array>, chunkSize: number): AsyncGenerator<{ data: Uint8Array }> {
+  for await (const chunk of chunks) {
+    for (let offset = 0; offset < chunk.byteLength; offset += chunkSize) yield { data: chunk.subarray(offset, offset + chunkSize) };
   }
 }
 
