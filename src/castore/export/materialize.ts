@@ -41,16 +41,13 @@ import { integrityError } from '../blob-service/verify-stream.js';
 import type { Directory } from '../directory.js';
 import type { DirectoryService } from '../directory-service/directory-service.js';
 import { CastoreError } from '../errors.js';
+import { SyncIoGovernor } from '../import/walk-filesystem.js';
 import type { DirectoryNode, FileNode, Node } from '../node.js';
 
 /** Files written at once. */
 export const DEFAULT_MATERIALIZE_CONCURRENCY = 16;
 /** Blobs up to this size are collected and written in one call; larger ones are streamed to their file. */
 export const WHOLE_FILE_MAX_SIZE = 1 << 20;
-/** A synchronous call slower than this counts as a strike against `io: 'auto'`. */
-export const SLOW_SYNC_IO_MS = 4;
-/** Strikes after which `io: 'auto'` switches to asynchronous calls. */
-export const SLOW_SYNC_IO_STRIKES = 3;
 /** Mode of exported regular files. */
 export const MATERIALIZED_FILE_MODE = 0o444;
 /** Mode of exported executable files. */
@@ -88,10 +85,10 @@ export interface MaterializeOptions extends AbortOptions {
   concurrency?: number;
   /**
    * `'auto'` (default): directories, symlinks, links and small files are
-   * created with synchronous system calls while they stay fast (falling back
-   * to `'async'` after `SLOW_SYNC_IO_STRIKES` calls each slower than
-   * `SLOW_SYNC_IO_MS`); a thread-pool round trip per call costs more than the
-   * call itself on small machines. `'async'`: always through the thread pool.
+   * created with synchronous system calls while they stay fast, as
+   * `WalkFilesystemOptions.io` describes (a thread-pool round trip per call
+   * costs more than the call itself on small machines). `'async'`: always
+   * through the thread pool.
    */
   io?: 'auto' | 'async';
 }
@@ -163,9 +160,7 @@ const LINK_REFUSED = new Set(['EXDEV', 'EMLINK', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP
 class TreeWriter {
   readonly #options: MaterializeOptions;
   readonly #local: ((digest: B3Digest) => Promise<string | undefined>) | undefined;
-  /** Whether metadata calls and small-file writes still run synchronously (see `io`). */
-  #sync: boolean;
-  #strikes = 0;
+  readonly #governor: SyncIoGovernor;
   /** Whether open() modes come out exact, or the umask strips bits and a chmod must follow (learned on the first file). */
   #umaskStrips: boolean | undefined;
   #files = 0;
@@ -177,20 +172,15 @@ class TreeWriter {
     this.#options = options;
     const service = options.blobService as BlobService;
     this.#local = hasLocalBlobFiles(service) && options.link !== 'copy' ? (digest) => service.localBlobPath(digest) : undefined;
-    this.#sync = (options.io ?? 'auto') === 'auto';
+    this.#governor = new SyncIoGovernor(options.io);
   }
 
   stats(): MaterializeStats {
     return { files: this.#files, hardlinked: this.#hardlinked, cloned: this.#cloned, streamed: this.#streamed };
   }
 
-  /** Runs the synchronous variant while I/O is fast, else the asynchronous one. */
-  async #io<T>(syncCall: () => T, asyncCall: () => Promise<T>): Promise<T> {
-    if (!this.#sync) return asyncCall();
-    const started = performance.now();
-    const result = syncCall();
-    if (performance.now() - started > SLOW_SYNC_IO_MS && ++this.#strikes >= SLOW_SYNC_IO_STRIKES) this.#sync = false;
-    return result;
+  #io<T>(syncCall: () => T, asyncCall: () => Promise<T>): Promise<T> {
+    return this.#governor.run(syncCall, asyncCall);
   }
 
   async writeTree(root: DirectoryNode, path: Buffer): Promise<void> {

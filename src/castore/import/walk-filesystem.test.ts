@@ -13,7 +13,15 @@ import { ReferenceScanner } from '../refscan.js';
 import { HELLOWORLD_BLOB_DIGEST } from '../testing/fixtures.js';
 import { type FileDigestCache, type FileIdentity, fileIdentityKey } from './file-digest-cache.js';
 import type { IngestionEntry } from './ingest-entries.js';
-import { type ImportProgress, RACY_CLEAN_MARGIN_MS, SMALL_FILE_MAX_SIZE, walkFilesystem } from './walk-filesystem.js';
+import {
+  type ImportProgress,
+  RACY_CLEAN_MARGIN_MS,
+  SLOW_SYNC_IO_MS,
+  SMALL_FILE_MAX_SIZE,
+  SYNC_IO_MIN_SAMPLES,
+  SyncIoGovernor,
+  walkFilesystem,
+} from './walk-filesystem.js';
 
 const show = (entry: IngestionEntry) => entry.path.map((c) => Buffer.from(c).toString('latin1')).join('/');
 
@@ -227,5 +235,21 @@ describe('walkFilesystem', () => {
       },
     });
     await assert.rejects(collect(walk), (error) => error === reason);
+  });
+
+  it('SyncIoGovernor stays synchronous while calls are fast and turns asynchronous when many are slow', () => {
+    const fast = new SyncIoGovernor();
+    for (let i = 0; i < 200; i++) fast.time(() => i);
+    assert.equal(fast.sync, true);
+    const slow = new SyncIoGovernor();
+    const busy = () => {
+      const until = performance.now() + SLOW_SYNC_IO_MS * 2;
+      while (performance.now() < until) {}
+    };
+    for (let i = 0; i < SYNC_IO_MIN_SAMPLES - 1; i++) slow.time(busy);
+    assert.equal(slow.sync, true, 'no decision before enough samples');
+    slow.time(busy);
+    assert.equal(slow.sync, false);
+    assert.equal(new SyncIoGovernor('async').sync, false);
   });
 });

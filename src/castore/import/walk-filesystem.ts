@@ -47,10 +47,16 @@ export const FILE_READ_CHUNK_SIZE = 1 << 20;
  */
 export const RACY_CLEAN_MARGIN_MS = 100;
 
-/** A synchronous small-file read slower than this counts as a strike against `io: 'auto'`. */
-export const SLOW_SYNC_IO_MS = 4;
-/** Strikes after which `io: 'auto'` switches to asynchronous I/O. */
-export const SLOW_SYNC_IO_STRIKES = 3;
+/**
+ * With `io: 'auto'`, a synchronous filesystem call slower than this is
+ * "slow": page-cache hits take microseconds, a cold SSD read a few hundred,
+ * network filesystems and spinning disks milliseconds.
+ */
+export const SLOW_SYNC_IO_MS = 0.5;
+/** With `io: 'auto'`, once this share of (at least `SYNC_IO_MIN_SAMPLES`) calls was slow, I/O turns asynchronous for good. */
+export const SLOW_SYNC_IO_SHARE = 0.25;
+/** Calls observed before `io: 'auto'` may decide to turn asynchronous. */
+export const SYNC_IO_MIN_SAMPLES = 32;
 
 /** Cumulative counters passed to `onProgress`. */
 export interface ImportProgress {
@@ -85,14 +91,14 @@ export interface WalkFilesystemOptions extends AbortOptions {
   /**
    * How small files and file metadata are read. `'auto'` (default): with
    * synchronous system calls, one file per task, for as long as they stay
-   * fast (a warm page cache, a local disk); after `SLOW_SYNC_IO_STRIKES`
-   * files each took over `SLOW_SYNC_IO_MS`, the walk switches to `'async'`
-   * for good. `'async'`: always through the libuv thread pool, which keeps
-   * the event loop free and overlaps slow I/O (network filesystems). Large
-   * files always stream asynchronously. Why: each thread-pool call costs
-   * about 10 µs of main-thread time on a small machine, more than the
-   * lstat or read it stands for, so small-file imports run ~1.5× faster
-   * synchronously.
+   * fast (a warm page cache, a local disk); once more than
+   * `SLOW_SYNC_IO_SHARE` of them took over `SLOW_SYNC_IO_MS`, the walk
+   * switches to `'async'` for good. `'async'`: always through the libuv
+   * thread pool, which keeps the event loop free and overlaps slow I/O
+   * (network filesystems, cold spinning disks). Large files always stream
+   * asynchronously. Why: each thread-pool call costs about 10 µs of
+   * main-thread time on a small machine, more than the lstat or read it
+   * stands for, so small-file imports run ~1.5× faster synchronously.
    */
   io?: 'auto' | 'async';
 }
@@ -247,13 +253,11 @@ class Walker {
   #files = 0;
   #bytes = 0;
   #cachedFiles = 0;
-  /** Whether small files and metadata are still read synchronously (see `io`). */
-  #sync: boolean;
-  #strikes = 0;
+  readonly #io: SyncIoGovernor;
 
   constructor(options: WalkFilesystemOptions) {
     this.#options = options;
-    this.#sync = (options.io ?? 'auto') === 'auto';
+    this.#io = new SyncIoGovernor(options.io);
   }
 
   async toEntry(item: TreeItem): Promise<IngestionEntry> {
@@ -274,7 +278,7 @@ class Walker {
   async #fileEntry(item: TreeItem): Promise<StoredFileIngestionEntry> {
     const { blobService, fileDigestCache: cache, scanner, signal } = this.#options;
     const examinedMs = Date.now();
-    const stat = this.#sync ? this.#timed(() => fs.lstatSync(item.hostPath, { bigint: true })) : await lstatBigInt(item.hostPath);
+    const stat = this.#io.sync ? this.#io.time(() => fs.lstatSync(item.hostPath, { bigint: true })) : await lstatBigInt(item.hostPath);
     if (kindOf(stat, item.hostPath) !== 'file') throw changedError(item.hostPath);
     const size = Number(stat.size);
     const executable = (stat.mode & 0o100n) !== 0n;
@@ -306,15 +310,7 @@ class Walker {
   /** The whole file when it is small (and stayed so), else undefined: stream it. */
   async #readSmall(path: Buffer, size: number): Promise<Buffer | undefined> {
     if (size > SMALL_FILE_MAX_SIZE) return undefined;
-    return this.#sync ? this.#timed(() => readSmallFileSync(path, size)) : readSmallFile(path, size);
-  }
-
-  /** Runs a synchronous call and counts it as a strike when it was slow. */
-  #timed<T>(call: () => T): T {
-    const started = performance.now();
-    const result = call();
-    if (performance.now() - started > SLOW_SYNC_IO_MS && ++this.#strikes >= SLOW_SYNC_IO_STRIKES) this.#sync = false;
-    return result;
+    return this.#io.sync ? this.#io.time(() => readSmallFileSync(path, size)) : readSmallFile(path, size);
   }
 
   /** File chunks with one read ahead, scanned and counted as they pass. */
@@ -349,6 +345,40 @@ class Walker {
 
   #report(): void {
     this.#options.onProgress?.({ files: this.#files, bytes: this.#bytes, cachedFiles: this.#cachedFiles });
+  }
+}
+
+/**
+ * @internal Decides whether small filesystem calls run synchronously (see
+ * `WalkFilesystemOptions.io`); shared with export/materialize.ts.
+ */
+export class SyncIoGovernor {
+  #sync: boolean;
+  #calls = 0;
+  #slow = 0;
+
+  constructor(mode: 'auto' | 'async' = 'auto') {
+    this.#sync = mode === 'auto';
+  }
+
+  /** Whether calls should still be made synchronously. */
+  get sync(): boolean {
+    return this.#sync;
+  }
+
+  /** Makes a synchronous call and accounts for its duration. */
+  time<T>(call: () => T): T {
+    const started = performance.now();
+    const result = call();
+    this.#calls++;
+    if (performance.now() - started > SLOW_SYNC_IO_MS) this.#slow++;
+    if (this.#calls >= SYNC_IO_MIN_SAMPLES && this.#slow > this.#calls * SLOW_SYNC_IO_SHARE) this.#sync = false;
+    return result;
+  }
+
+  /** The synchronous variant while calls stay fast, else the asynchronous one. */
+  async run<T>(syncCall: () => T, asyncCall: () => Promise<T>): Promise<T> {
+    return this.#sync ? this.time(syncCall) : asyncCall();
   }
 }
 
