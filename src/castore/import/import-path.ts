@@ -4,13 +4,16 @@
  * root node. Built from walkFilesystem + ingestEntries; depends on castore
  * contracts only.
  *
- * Performance notes (2-CPU VM, warm page cache, MemoryBlobService): a tree of
- * 20,000 files of 1–64 KiB imports in about 1 s; a re-import with a warm
- * FileDigestCache costs one lstat and one `has` per file; a 1 GiB file hashes
- * at b3sum speed because the next chunk is read while the current one is
- * hashed. Memory stays bounded by `concurrency` × 2 MiB (whole small files,
- * or one chunk in flight plus one read ahead per large file), whatever the
- * file sizes.
+ * Performance notes (2-CPU VM, warm page cache; blob service that only
+ * hashes, so the store's own cost is excluded): a tree of 20,000 files of
+ * 1–64 KiB (678 MB) imports in about 1 s (~20,000 files/s, ~650 MB/s); with a
+ * warm FileDigestCache a re-import costs one lstat and one `has` per file
+ * (0.4 s with MemoryBlobService, against 2.2 s for its first import); a
+ * 1 GiB file imports at `b3sum --num-threads 1` speed (0.4 s) because the
+ * next chunk is read while the current one is hashed, and scanning for 100
+ * needles adds about 0.25 s per GiB. Memory stays bounded by `concurrency` ×
+ * 2 MiB (whole small files, or one chunk in flight plus one read ahead per
+ * large file), whatever the file sizes.
  */
 import type { AbortOptions } from '../../common/abort.js';
 import type { BlobService } from '../blob-service/blob-service.js';
