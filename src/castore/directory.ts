@@ -81,64 +81,67 @@ export class Directory {
    * number order with proto3 defaults omitted; never any unknown field.
    */
   encode(): Uint8Array {
-    const writer = new ProtoWriter();
-    for (const kind of ['directory', 'file', 'symlink'] as const) {
-      for (const { name, node } of this.entries) {
-        if (node.type !== kind) continue;
-        const body = new ProtoWriter();
-        body.bytes(1, name);
-        if (node.type === 'symlink') {
-          body.bytes(2, node.target);
-        } else {
-          body.bytes(2, node.digest.bytes);
-          body.uint(3, node.size);
-          if (node.type === 'file' && node.executable) body.uint(4, 1);
-        }
-        writer.bytes(kind === 'directory' ? 1 : kind === 'file' ? 2 : 3, body.finish(), true);
+    const bodies: number[] = new Array(this.entries.length);
+    let total = 0;
+    this.entries.forEach(({ name, node }, i) => {
+      let body = bytesFieldLength(name.byteLength);
+      if (node.type === 'symlink') body += bytesFieldLength(node.target.byteLength);
+      else {
+        body += bytesFieldLength(32);
+        if (node.size !== 0) body += 1 + varintLength(node.size);
+        if (node.type === 'file' && node.executable) body += 2;
       }
+      bodies[i] = body;
+      total += 1 + varintLength(body) + body;
+    });
+    const out = Buffer.allocUnsafe(total);
+    let pos = 0;
+    const varint = (value: number) => {
+      let v = value;
+      while (v >= 0x80) {
+        out[pos++] = (v % 0x80) | 0x80;
+        v = Math.floor(v / 0x80);
+      }
+      out[pos++] = v;
+    };
+    const bytes = (tag: number, value: Uint8Array) => {
+      out[pos++] = tag;
+      varint(value.byteLength);
+      out.set(value, pos);
+      pos += value.byteLength;
+    };
+    for (const [kind, tag] of [['directory', 0x0a], ['file', 0x12], ['symlink', 0x1a]] as const) {
+      this.entries.forEach(({ name, node }, i) => {
+        if (node.type !== kind) return;
+        out[pos++] = tag;
+        varint(bodies[i] as number);
+        if (name.byteLength > 0) bytes(0x0a, name);
+        if (node.type === 'symlink') {
+          if (node.target.byteLength > 0) bytes(0x12, node.target);
+          return;
+        }
+        bytes(0x12, node.digest.bytes);
+        if (node.size !== 0) {
+          out[pos++] = 0x18;
+          varint(node.size);
+        }
+        if (node.type === 'file' && node.executable) {
+          out[pos++] = 0x20;
+          out[pos++] = 1;
+        }
+      });
     }
-    return writer.finish();
+    return out;
   }
 }
 
-/** Minimal protobuf writer for the canonical encoding (length-delimited and varint fields only). */
-class ProtoWriter {
-  #parts: Uint8Array[] = [];
-  #length = 0;
+function varintLength(value: number): number {
+  let length = 1;
+  for (let v = value; v >= 0x80; v = Math.floor(v / 0x80)) length++;
+  return length;
+}
 
-  #push(part: Uint8Array): void {
-    this.#parts.push(part);
-    this.#length += part.byteLength;
-  }
-
-  #varint(value: number): void {
-    const out: number[] = [];
-    let v = value;
-    while (v >= 0x80) {
-      out.push((v % 0x80) | 0x80);
-      v = Math.floor(v / 0x80);
-    }
-    out.push(v);
-    this.#push(Uint8Array.from(out));
-  }
-
-  /** A length-delimited field; empty values are omitted unless `always`. */
-  bytes(field: number, value: Uint8Array, always = false): void {
-    if (value.byteLength === 0 && !always) return;
-    this.#varint((field << 3) | 2);
-    this.#varint(value.byteLength);
-    this.#push(value);
-  }
-
-  /** A varint field; zero is omitted. */
-  uint(field: number, value: number): void {
-    if (value === 0) return;
-    this.#varint(field << 3);
-    this.#varint(value);
-  }
-
-  finish(): Uint8Array {
-    if (this.#parts.length === 1) return this.#parts[0] as Uint8Array;
-    return Buffer.concat(this.#parts, this.#length);
-  }
+/** Tag + length prefix + bytes of a non-empty length-delimited field (0 when empty: omitted). */
+function bytesFieldLength(length: number): number {
+  return length === 0 ? 0 : 1 + varintLength(length) + length;
 }

@@ -20,3 +20,6 @@ export type { FileDigestCache, FileIdentity } from './import/file-digest-cache.j
 export type { StoreProblem, VerifyOptions, VerifyReport } from './verify.js';
 export * from './export/materialize.js';
 export * from './import/import-path.js';
+export * from './import/ingest-entries.js';
+export { DEFAULT_FILE_IMPORT_CONCURRENCY, type ImportProgress, rootName, type WalkFilesystemOptions, walkFilesystem } from './import/walk-filesystem.js';
+export { ReferencePattern, ReferenceScanner, StreamScanner } from './refscan.js';

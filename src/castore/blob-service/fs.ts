@@ -9,9 +9,9 @@
  * called by the directory store before committing directories, and `close()`).
  */
 import { spawn } from 'node:child_process';
-import { constants } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { AbortOptions } from '../../common/abort.js';
 import { type ByteSource, toChunks } from '../../common/async-iterable.js';
 import { createBlake3 } from '../../common/blake3.js';
@@ -22,6 +22,8 @@ import { integrityError, verifiedStream } from './verify-stream.js';
 
 /** Read buffer size for streaming blobs out of their files. */
 export const FS_READ_CHUNK_SIZE = 1 << 20;
+/** Buffers up to this size are stored with direct (synchronous) calls: microseconds, no thread-pool hops. */
+export const SYNC_PUT_MAX_BYTES = 1 << 20;
 
 export interface FsBlobServiceOptions {
   /** `'always'`: fsync every blob before put resolves. `'batch'` (default): sync at commit points. */
@@ -34,6 +36,7 @@ export class FsBlobService implements BlobService, LocalBlobFiles {
   readonly #tmpDir: string;
   readonly #fsync: 'always' | 'batch';
   #unsynced = false;
+  #tmpCounter = 0;
 
   private constructor(root: string, options: FsBlobServiceOptions) {
     this.root = root;
@@ -45,8 +48,10 @@ export class FsBlobService implements BlobService, LocalBlobFiles {
   /** Opens (creating if needed) the blob store under `root`. */
   static async open(root: string, options: FsBlobServiceOptions = {}): Promise<FsBlobService> {
     const service = new FsBlobService(root, options);
-    await fs.mkdir(service.#blobsDir, { recursive: true });
     await fs.mkdir(service.#tmpDir, { recursive: true });
+    if (!existsSync(join(service.#blobsDir, 'ff'))) {
+      for (let shard = 0; shard < 256; shard++) await fs.mkdir(join(service.#blobsDir, shard.toString(16).padStart(2, '0')), { recursive: true });
+    }
     await service.#sweepDeadWriters();
     return service;
   }
@@ -63,13 +68,7 @@ export class FsBlobService implements BlobService, LocalBlobFiles {
 
   async has(digest: B3Digest, options: AbortOptions = {}): Promise<boolean> {
     options.signal?.throwIfAborted();
-    try {
-      await fs.access(this.blobPath(digest), constants.F_OK);
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw CastoreError.from(error);
-    }
+    return existsSync(this.blobPath(digest));
   }
 
   async read(digest: B3Digest, options: BlobReadOptions = {}): Promise<AsyncIterable<Uint8Array> | undefined> {
@@ -92,9 +91,41 @@ export class FsBlobService implements BlobService, LocalBlobFiles {
   }
 
   async put(source: ByteSource, options: BlobPutOptions = {}): Promise<BlobPutResult> {
+    options.signal?.throwIfAborted();
+    if (source instanceof Uint8Array && source.byteLength <= SYNC_PUT_MAX_BYTES) return this.#putSmall(source, options);
+    return this.#putStream(source, options);
+  }
+
+  /** Small buffers: hash first, skip what is stored, write with direct calls (no thread-pool round trips). */
+  #putSmall(data: Uint8Array, options: BlobPutOptions): BlobPutResult {
+    const digest = B3Digest.of(data);
+    if (options.expectedDigest && !options.expectedDigest.equals(digest)) throw integrityError(options.expectedDigest, digest);
+    const target = this.blobPath(digest);
+    if (existsSync(target)) return { digest, size: data.byteLength };
+    const tmpPath = this.#tmpPath();
+    const fd = openSync(tmpPath, 'wx', 0o444);
+    let renamed = false;
+    try {
+      for (let written = 0; written < data.byteLength; ) written += writeSync(fd, data, written);
+      if (this.#fsync === 'always') fdatasyncSync(fd);
+      closeSync(fd);
+      renameSync(tmpPath, target);
+      renamed = true;
+    } finally {
+      if (!renamed) {
+        try {
+          closeSync(fd);
+        } catch {}
+        rmSync(tmpPath, { force: true });
+      }
+    }
+    this.#afterRename(target);
+    return { digest, size: data.byteLength };
+  }
+
+  async #putStream(source: ByteSource, options: BlobPutOptions): Promise<BlobPutResult> {
     const { signal } = options;
-    signal?.throwIfAborted();
-    const tmpPath = join(this.#tmpDir, `${process.pid}-${Math.random().toString(36).slice(2)}`);
+    const tmpPath = this.#tmpPath();
     const handle = await fs.open(tmpPath, 'wx', 0o444);
     let renamed = false;
     try {
@@ -104,8 +135,7 @@ export class FsBlobService implements BlobService, LocalBlobFiles {
         signal?.throwIfAborted();
         hasher.update(chunk);
         size += chunk.byteLength;
-        let written = 0;
-        while (written < chunk.byteLength) {
+        for (let written = 0; written < chunk.byteLength; ) {
           written += (await handle.write(chunk, written, chunk.byteLength - written)).bytesWritten;
         }
       }
@@ -113,18 +143,34 @@ export class FsBlobService implements BlobService, LocalBlobFiles {
       const digest = B3Digest.fromBytes(hasher.digest());
       if (options.expectedDigest && !options.expectedDigest.equals(digest)) throw integrityError(options.expectedDigest, digest);
       const target = this.blobPath(digest);
-      if (await this.has(digest)) return { digest, size };
+      if (existsSync(target)) return { digest, size };
       if (this.#fsync === 'always') await handle.datasync();
       await handle.close();
-      await fs.mkdir(join(this.#blobsDir, digest.toHex().slice(0, 2)), { recursive: true });
       await fs.rename(tmpPath, target);
       renamed = true;
-      if (this.#fsync === 'always') await syncDirectory(join(this.#blobsDir, digest.toHex().slice(0, 2)));
-      else this.#unsynced = true;
+      this.#afterRename(target);
       return { digest, size };
     } finally {
       await handle.close().catch(() => {});
       if (!renamed) await fs.rm(tmpPath, { force: true });
+    }
+  }
+
+  #tmpPath(): string {
+    return join(this.#tmpDir, `${process.pid}-${(++this.#tmpCounter).toString(36)}-${Math.random().toString(36).slice(2, 8)}`);
+  }
+
+  /** With `fsync: 'always'` the shard directory entry is synced; otherwise the next sync point covers it. */
+  #afterRename(target: string): void {
+    if (this.#fsync === 'always') {
+      const fd = openSync(dirname(target), 'r');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    } else {
+      this.#unsynced = true;
     }
   }
 
@@ -177,14 +223,5 @@ function isAlive(pid: number): boolean {
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-async function syncDirectory(path: string): Promise<void> {
-  const handle = await fs.open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
