@@ -50,6 +50,7 @@ export class GrpcChannel {
   #current: http2.ClientHttp2Session | undefined;
   #closed = false;
   readonly #live = new Set<http2.ClientHttp2Session>();
+  readonly #streamCounts = new WeakMap<http2.ClientHttp2Session, number>();
 
   constructor(address: ChannelAddress | string, options: GrpcChannelOptions = {}) {
     this.address = typeof address === 'string' ? parseChannelUrl(address) : address;
@@ -175,19 +176,18 @@ export class GrpcChannel {
     });
   }
 
+  /** Keeps the process alive exactly while the session has streams in flight. */
   #track(session: http2.ClientHttp2Session, stream: http2.ClientHttp2Stream): void {
-    const counts = activeStreams.get(session) ?? 0;
-    if (counts === 0) session.ref();
-    activeStreams.set(session, counts + 1);
+    const count = this.#streamCounts.get(session) ?? 0;
+    if (count === 0) session.ref();
+    this.#streamCounts.set(session, count + 1);
     stream.once('close', () => {
-      const left = (activeStreams.get(session) ?? 1) - 1;
-      activeStreams.set(session, left);
+      const left = (this.#streamCounts.get(session) ?? 1) - 1;
+      this.#streamCounts.set(session, left);
       if (left === 0 && !session.destroyed) session.unref();
     });
   }
 }
-
-const activeStreams = new WeakMap<http2.ClientHttp2Session, number>();
 
 /**
  * Opens a channel from its URL. With `wait-connect=1` it connects first and
