@@ -23,3 +23,4 @@ export * from './import/import-path.js';
 export * from './import/ingest-entries.js';
 export { DEFAULT_FILE_IMPORT_CONCURRENCY, type ImportProgress, rootName, type WalkFilesystemOptions, walkFilesystem } from './import/walk-filesystem.js';
 export { ReferencePattern, ReferenceScanner, StreamScanner } from './refscan.js';
+export * from './fs-store.js';
