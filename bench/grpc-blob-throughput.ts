@@ -47,6 +47,20 @@ export interface GrpcBlobThroughput {
   downloadMBps: number;
   uploadSamples: number[];
   downloadSamples: number[];
+  /** Median CPU seconds per transfer (user + system, all threads), client and server; undefined without /proc. */
+  uploadCpuSeconds?: { client: number; server: number };
+  downloadCpuSeconds?: { client: number; server: number };
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc; undefined elsewhere. */
+async function processCpuSeconds(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return undefined;
+  }
 }
 
 const READY = 'kiln-bench-server-ready ';
@@ -92,7 +106,7 @@ export async function measureGrpcBlobThroughput(options: GrpcBlobThroughputOptio
       let out = '';
       child.stdout.on('data', (data: Buffer) => {
         out += data.toString();
-        const line = out.split('\n').find((l) => l.startsWith(READY));
+        const line = out.split('\n').slice(0, -1).find((l) => l.startsWith(READY)); // complete lines only
         if (line) resolve(line.slice(READY.length).trim());
       });
       child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
@@ -103,26 +117,55 @@ export async function measureGrpcBlobThroughput(options: GrpcBlobThroughputOptio
     try {
       const uploadSamples: number[] = [];
       const downloadSamples: number[] = [];
+      const cpu = { upload: { client: [] as number[], server: [] as number[] }, download: { client: [] as number[], server: [] as number[] } };
+      const measure = async (direction: 'upload' | 'download', transfer: () => Promise<void>): Promise<number> => {
+        const server0 = await processCpuSeconds(child.pid as number);
+        const client0 = await processCpuSeconds(process.pid);
+        const started = performance.now();
+        await transfer();
+        const seconds = (performance.now() - started) / 1000;
+        const server1 = await processCpuSeconds(child.pid as number);
+        const client1 = await processCpuSeconds(process.pid);
+        if (server0 !== undefined && server1 !== undefined && client0 !== undefined && client1 !== undefined) {
+          cpu[direction].client.push(client1 - client0);
+          cpu[direction].server.push(server1 - server0);
+        }
+        return options.bytes / 1e6 / seconds;
+      };
       function* pieces() {
         for (let offset = 0; offset < data.byteLength; offset += chunkSize) yield data.subarray(offset, offset + chunkSize);
       }
       let digest;
       for (let i = 0; i < runs; i++) {
-        const started = performance.now();
-        ({ digest } = await client.put(pieces()));
-        uploadSamples.push(options.bytes / 1e6 / ((performance.now() - started) / 1000));
+        uploadSamples.push(
+          await measure('upload', async () => {
+            ({ digest } = await client.put(pieces()));
+          }),
+        );
       }
-      if (!digest) throw new Error('nothing uploaded');
+      const uploaded = digest;
+      if (!uploaded) throw new Error('nothing uploaded');
       for (let i = 0; i < runs; i++) {
-        const started = performance.now();
-        const stream = await client.read(digest);
-        if (!stream) throw new Error('uploaded blob is missing');
-        let received = 0;
-        for await (const chunk of stream) received += chunk.byteLength;
-        if (received !== options.bytes) throw new Error(`downloaded ${received} bytes, expected ${options.bytes}`);
-        downloadSamples.push(options.bytes / 1e6 / ((performance.now() - started) / 1000));
+        downloadSamples.push(
+          await measure('download', async () => {
+            const stream = await client.read(uploaded);
+            if (!stream) throw new Error('uploaded blob is missing');
+            let received = 0;
+            for await (const chunk of stream) received += chunk.byteLength;
+            if (received !== options.bytes) throw new Error(`downloaded ${received} bytes, expected ${options.bytes}`);
+          }),
+        );
       }
-      return { uploadMBps: median(uploadSamples), downloadMBps: median(downloadSamples), uploadSamples, downloadSamples };
+      const cpuMedian = (samples: { client: number[]; server: number[] }) =>
+        samples.client.length === runs ? { client: median(samples.client), server: median(samples.server) } : undefined;
+      return {
+        uploadMBps: median(uploadSamples),
+        downloadMBps: median(downloadSamples),
+        uploadSamples,
+        downloadSamples,
+        uploadCpuSeconds: cpuMedian(cpu.upload),
+        downloadCpuSeconds: cpuMedian(cpu.download),
+      };
     } finally {
       await client.close();
     }
@@ -156,8 +199,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const bytes = Number(values.mib) * 1024 * 1024;
     const result = await measureGrpcBlobThroughput({ bytes, runs: Number(values.runs), tcp: values.tcp, store: values.store, ...tuning });
     const fmt = (samples: number[]) => samples.map((s) => s.toFixed(0)).join(', ');
+    const cpuNote = (cpu?: { client: number; server: number }) => (cpu ? `; CPU per transfer: client ${cpu.client.toFixed(2)} s, server ${cpu.server.toFixed(2)} s` : '');
     console.log(`gRPC blob ${values.mib} MiB over ${values.tcp ? 'TCP 127.0.0.1' : 'a unix socket'}, ${values.store} store, separate processes`);
-    console.log(`upload   ${result.uploadMBps.toFixed(0)} MB/s (runs: ${fmt(result.uploadSamples)})`);
-    console.log(`download ${result.downloadMBps.toFixed(0)} MB/s (runs: ${fmt(result.downloadSamples)})`);
+    console.log(`upload   ${result.uploadMBps.toFixed(0)} MB/s (runs: ${fmt(result.uploadSamples)})${cpuNote(result.uploadCpuSeconds)}`);
+    console.log(`download ${result.downloadMBps.toFixed(0)} MB/s (runs: ${fmt(result.downloadSamples)})${cpuNote(result.downloadCpuSeconds)}`);
   }
 }

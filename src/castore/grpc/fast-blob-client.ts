@@ -12,6 +12,8 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { validateResponse, validateTrailer } from '@connectrpc/connect/protocol-grpc';
 import { PutBlobResponseSchema, ReadBlobRequestSchema } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
 import type { GrpcChannel } from './channel.js';
+import { ChunkCoalescer } from './chunk-coalescer.js';
+import { ReadAhead } from './read-ahead.js';
 import { BlobChunkDecoder, blobChunkFrameHead, frameMessage, headersFromNode, MessageDecoder } from './grpc-framing.js';
 import { WriteWindow } from './write-window.js';
 
@@ -86,20 +88,32 @@ export async function* readBlobFast(channel: GrpcChannel, digest: Uint8Array, si
   try {
     stream.end(frameMessage(toBinary(ReadBlobRequestSchema, create(ReadBlobRequestSchema, { digest }))));
     const decoder = new BlobChunkDecoder();
+    const coalescer = new ChunkCoalescer();
+    const reader = new ReadAhead(stream);
     try {
-      // destroyOnReturn: false, so an early return resets with CANCEL (below), not NO_ERROR.
-      for await (const chunk of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-        for (const piece of decoder.push(chunk)) yield piece;
+      for (let batch = await reader.next(); batch; batch = await reader.next()) {
+        for (const chunk of batch) {
+          for (const piece of decoder.push(chunk)) {
+            const joined = coalescer.add(piece);
+            if (joined) yield joined;
+          }
+        }
+        const aligned = coalescer.takeAligned();
+        if (aligned) yield aligned;
       }
     } catch (error) {
+      reader.dispose();
       signal?.throwIfAborted();
       if (response.headers && response.headers.has('grpc-status')) response.checkHeaders();
       throw streamError(stream, error);
     }
+    reader.dispose();
     signal?.throwIfAborted();
     if (stream.rstCode !== undefined && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) throw streamError(stream);
     if (!response.checkHeaders()) response.checkTrailers();
     decoder.finish();
+    const rest = coalescer.takeAll();
+    if (rest) yield rest;
     complete = true;
   } finally {
     signal?.removeEventListener('abort', onAbort);

@@ -11,7 +11,9 @@ import { parseContentType, parseTimeout } from '@connectrpc/connect/protocol-grp
 import { PutBlobResponseSchema, ReadBlobRequestSchema } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
 import type { BlobService } from '../blob-service/blob-service.js';
 import { DEFAULT_READ_CHUNK_SIZE, limitChunkSize } from './blob-service-server.js';
+import { ChunkCoalescer } from './chunk-coalescer.js';
 import { BLOB_PUT_PATH, BLOB_READ_PATH } from './fast-blob-client.js';
+import { ReadAhead } from './read-ahead.js';
 import { BlobChunkDecoder, blobChunkFrameHead, frameMessage, MessageDecoder, statusFields } from './grpc-framing.js';
 import { castoreErrorToConnectError, digestFromWire, notFound } from './status.js';
 import { WriteWindow } from './write-window.js';
@@ -146,13 +148,28 @@ async function servePut(service: BlobService, stream: http2.ServerHttp2Stream, c
   const { signal } = call;
   async function* data(): AsyncGenerator<Uint8Array> {
     const decoder = new BlobChunkDecoder();
-    // Not destroyed when the backend stops early: the error status still has to go out.
-    for await (const chunk of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-      for (const piece of decoder.push(chunk)) yield piece;
+    const coalescer = new ChunkCoalescer();
+    // If the backend stops early, the stream stays open: the error status still has to go out.
+    const reader = new ReadAhead(stream);
+    try {
+      for (let batch = await reader.next(); batch; batch = await reader.next()) {
+        for (const chunk of batch) {
+          for (const piece of decoder.push(chunk)) {
+            const joined = coalescer.add(piece);
+            if (joined) yield joined;
+          }
+        }
+        const aligned = coalescer.takeAligned();
+        if (aligned) yield aligned;
+      }
+    } finally {
+      reader.dispose();
     }
     // A reset stream also ends its readable side; only a clean END_STREAM completes the upload.
     if (stream.aborted || signal.aborted) throw signal.reason ?? new ConnectError('the client canceled the call', Code.Canceled);
     decoder.finish();
+    const rest = coalescer.takeAll();
+    if (rest) yield rest;
   }
   const { digest } = await service.put(data(), { signal });
   signal.throwIfAborted();

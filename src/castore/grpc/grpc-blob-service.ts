@@ -10,7 +10,7 @@ import { createBlake3 } from '../../common/blake3.js';
 import { B3Digest } from '../b3-digest.js';
 import type { BlobPutOptions, BlobPutResult, BlobReadOptions, BlobService } from '../blob-service/blob-service.js';
 import { integrityError, verifiedStream } from '../blob-service/verify-stream.js';
-import { CastoreError } from '../errors.js';
+import { CastoreError, isCastoreError } from '../errors.js';
 import { BlobService as BlobServiceDesc } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
 import { type GrpcChannel, type GrpcChannelOptions, openGrpcChannel } from './channel.js';
 import { putBlobFast, readBlobFast } from './fast-blob-client.js';
@@ -69,7 +69,10 @@ export class GrpcBlobService implements BlobService {
     } catch (error) {
       call.abort();
       if (isNotFound(error) && !signal?.aborted) return undefined;
-      throw mapError(error);
+      const mapped = mapError(error);
+      // Corruption is reported by the stream, as for every backend (a small blob fails before its first chunk).
+      if (isCastoreError(mapped, 'INTEGRITY_MISMATCH')) return failingStream(mapped);
+      throw mapped;
     }
     async function* received(): AsyncGenerator<Uint8Array> {
       try {
@@ -136,6 +139,11 @@ export class GrpcBlobService implements BlobService {
   async close(): Promise<void> {
     if (!this.#options.keepChannelOpen) await this.channel.close();
   }
+}
+
+// biome-ignore lint/correctness/useYield: a stream whose only content is its failure
+async function* failingStream(error: unknown): AsyncGenerator<Uint8Array> {
+  throw error;
 }
 
 async function* dataOf(chunks: AsyncIterable<{ data: Uint8Array }>): AsyncGenerator<Uint8Array> {

@@ -257,8 +257,10 @@ describe('GrpcBlobService against the Python grpcio server (gRPC C-core)', { ski
       const child = spawn(tools.python, [path.join(dir, 'server.py'), dir, address, String(BLOB_SIZE), digest.toHex()], { stdio: ['ignore', 'pipe', 'inherit'] });
       try {
         const port = await new Promise<string>((resolve, reject) => {
+          let output = ''; // an unbuffered python may write "ready" and the port separately
           child.stdout.on('data', (chunk: Buffer) => {
-            const match = /ready (\d+)/.exec(chunk.toString());
+            output += chunk.toString();
+            const match = /ready (\d+)\n/.exec(output);
             if (match) resolve(match[1] as string);
           });
           child.once('exit', (code) => reject(new Error(`python server exited with ${code}`)));
