@@ -66,3 +66,31 @@ export interface LocalBlobFiles {
 export function hasLocalBlobFiles(service: BlobService): service is BlobService & LocalBlobFiles {
   return typeof (service as Partial<LocalBlobFiles>).localBlobPath === 'function';
 }
+
+/** Options of `LocalFileIngest.putFile`. */
+export interface PutFileOptions extends AbortOptions {
+  /**
+   * The file's size as a recent stat reported it: lets a file that still has
+   * that size be read without the extra call that would confirm its end.
+   */
+  sizeHint?: number;
+}
+
+/**
+ * Optional capability of stores on the local machine: storing a local file
+ * by its path, so the store can read, hash and write it wherever that is
+ * cheapest (the embedded disk store does it on worker threads). Same
+ * guarantees as `put` of the file's bytes: the blob becomes visible only once
+ * complete, nothing is left behind on failure, and the result's digest and
+ * size are those of exactly the bytes stored, read front to back until end of
+ * file (a file that changes while it is read is stored as it was read). A
+ * symlink at `path` is not followed. Filesystem errors reject as Node raised
+ * them (`code`, `syscall`, `path`).
+ */
+export interface LocalFileIngest {
+  putFile(path: string | Buffer, options?: PutFileOptions): Promise<BlobPutResult>;
+}
+
+export function hasLocalFileIngest<T extends object>(service: T): service is T & LocalFileIngest {
+  return typeof (service as Partial<LocalFileIngest>).putFile === 'function';
+}
