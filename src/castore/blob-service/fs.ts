@@ -7,6 +7,8 @@
  * `fsync: 'always'` each put syncs its file and directory; with the default
  * `'batch'`, the store syncs the filesystem at its commit points (`sync()`,
  * called by the directory store before committing directories, and `close()`).
+ * `putFile` stores local files on worker threads (fs-put-pool.ts), with the
+ * same temp-then-rename steps (fs-put-file.js).
  */
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, fdatasyncSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
@@ -17,7 +19,16 @@ import { type ByteSource, toChunks } from '../../common/async-iterable.js';
 import { createBlake3 } from '../../common/blake3.js';
 import { B3Digest } from '../b3-digest.js';
 import { CastoreError } from '../errors.js';
-import type { BlobPutOptions, BlobPutResult, BlobReadOptions, BlobService, LocalBlobFiles } from './blob-service.js';
+import type {
+  BlobPutOptions,
+  BlobPutResult,
+  BlobReadOptions,
+  BlobService,
+  LocalBlobFiles,
+  LocalFileIngest,
+  PutFileOptions,
+} from './blob-service.js';
+import { FilePutPool } from './fs-put-pool.js';
 import { integrityError, verifiedStream } from './verify-stream.js';
 
 /** Read buffer size for streaming blobs out of their files. */
@@ -28,13 +39,16 @@ export const SYNC_PUT_MAX_BYTES = 1 << 20;
 export interface FsBlobServiceOptions {
   /** `'always'`: fsync every blob before put resolves. `'batch'` (default): sync at commit points. */
   fsync?: 'always' | 'batch';
+  /** Worker threads for `putFile`; 0 stores files on the calling thread. Default: one per core, at most 4. */
+  putFileThreads?: number;
 }
 
-export class FsBlobService implements BlobService, LocalBlobFiles {
+export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileIngest {
   readonly root: string;
   readonly #blobsDir: string;
   readonly #tmpDir: string;
   readonly #fsync: 'always' | 'batch';
+  readonly #putPool: FilePutPool;
   #unsynced = false;
   #tmpCounter = 0;
 
@@ -43,6 +57,12 @@ export class FsBlobService implements BlobService, LocalBlobFiles {
     this.#blobsDir = join(root, 'blobs');
     this.#tmpDir = join(root, 'tmp');
     this.#fsync = options.fsync ?? 'batch';
+    this.#putPool = new FilePutPool({
+      blobsDir: this.#blobsDir,
+      tmpDir: this.#tmpDir,
+      fsyncAlways: this.#fsync === 'always',
+      threads: options.putFileThreads,
+    });
   }
 
   /** Opens (creating if needed) the blob store under `root`. */
@@ -50,7 +70,8 @@ export class FsBlobService implements BlobService, LocalBlobFiles {
     const service = new FsBlobService(root, options);
     await fs.mkdir(service.#tmpDir, { recursive: true });
     if (!existsSync(join(service.#blobsDir, 'ff'))) {
-      for (let shard = 0; shard < 256; shard++) await fs.mkdir(join(service.#blobsDir, shard.toString(16).padStart(2, '0')), { recursive: true });
+      for (let shard = 0; shard < 256; shard++)
+        await fs.mkdir(join(service.#blobsDir, shard.toString(16).padStart(2, '0')), { recursive: true });
     }
     await service.#sweepDeadWriters();
     return service;
@@ -94,6 +115,14 @@ export class FsBlobService implements BlobService, LocalBlobFiles {
     options.signal?.throwIfAborted();
     if (source instanceof Uint8Array && source.byteLength <= SYNC_PUT_MAX_BYTES) return this.#putSmall(source, options);
     return this.#putStream(source, options);
+  }
+
+  async putFile(path: string | Buffer, options: PutFileOptions = {}): Promise<BlobPutResult> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const result = await this.#putPool.put(typeof path === 'string' ? Buffer.from(path) : path, options.sizeHint ?? -1, signal);
+    if (result.stored && this.#fsync === 'batch') this.#unsynced = true;
+    return { digest: B3Digest.fromBytes(result.digest), size: result.size };
   }
 
   /** Small buffers: hash first, skip what is stored, write with direct calls (no thread-pool round trips). */
@@ -181,7 +210,9 @@ export class FsBlobService implements BlobService, LocalBlobFiles {
     await new Promise<void>((resolve, reject) => {
       const child = spawn('sync', ['-f', this.root], { stdio: 'ignore' });
       child.on('error', reject);
-      child.on('exit', (code) => (code === 0 ? resolve() : reject(new CastoreError('BACKEND_FAILURE', `sync -f ${this.root} exited with ${code}`))));
+      child.on('exit', (code) =>
+        code === 0 ? resolve() : reject(new CastoreError('BACKEND_FAILURE', `sync -f ${this.root} exited with ${code}`)),
+      );
     });
   }
 
@@ -195,6 +226,7 @@ export class FsBlobService implements BlobService, LocalBlobFiles {
   }
 
   async close(): Promise<void> {
+    await this.#putPool.close();
     await this.sync();
   }
 

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { B3Digest } from '../b3-digest.js';
+import { isCastoreError } from '../errors.js';
+import { FsBlobService } from './fs.js';
+import { FilePutPool } from './fs-put-pool.js';
+
+const roots: string[] = [];
+after(async () => {
+  for (const root of roots) await fs.rm(root, { recursive: true, force: true });
+});
+
+/** A store's directories (via FsBlobService.open) and a pool over them running `worker`. */
+async function poolWith(worker: string): Promise<{ root: string; pool: FilePutPool }> {
+  const root = await fs.mkdtemp(join(tmpdir(), 'kiln-put-pool-'));
+  roots.push(root);
+  await FsBlobService.open(root);
+  const workerUrl = new URL(`data:text/javascript,${encodeURIComponent(worker)}`);
+  const pool = new FilePutPool({ blobsDir: join(root, 'blobs'), tmpDir: join(root, 'tmp'), fsyncAlways: false, threads: 1, workerUrl });
+  return { root, pool };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('FilePutPool', () => {
+  it('stores files inline when its worker cannot start', async () => {
+    const { root, pool } = await poolWith(`throw new Error('cannot start');`);
+    await fs.writeFile(join(root, 'f'), 'contents');
+    for (let i = 0; i < 3; i++) {
+      const result = await pool.put(Buffer.from(join(root, 'f')), 8);
+      assert.ok(B3Digest.fromBytes(result.digest).equals(B3Digest.of(Buffer.from('contents'))));
+      await sleep(100);
+    }
+    await pool.close();
+  });
+
+  it('rejects the files a dying worker held, then stores inline', async () => {
+    const { root, pool } = await poolWith(`
+      import { parentPort } from 'node:worker_threads';
+      parentPort.on('message', () => process.exit(3));
+      parentPort.postMessage({ ready: true });`);
+    await fs.writeFile(join(root, 'f'), 'contents');
+    const path = Buffer.from(join(root, 'f'));
+    assert.equal((await pool.put(path, 8)).size, 8, 'inline while the worker starts');
+    await sleep(500);
+    await assert.rejects(pool.put(path, 8), (e) => isCastoreError(e, 'BACKEND_FAILURE') && /exited with code 3/.test((e as Error).message));
+    assert.equal((await pool.put(path, 8)).size, 8, 'inline once no worker is left');
+    await pool.close();
+    assert.deepEqual(await fs.readdir(join(root, 'tmp')), []);
+  });
+});
