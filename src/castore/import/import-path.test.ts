@@ -9,6 +9,7 @@ import { createBlake3 } from '../../common/blake3.js';
 import { B3Digest } from '../b3-digest.js';
 import { MemoryBlobService } from '../blob-service/memory.js';
 import { MemoryDirectoryService } from '../directory-service/memory.js';
+import { openFsCastore } from '../fs-store.js';
 import { directoryNode, fileNode, nodesEqual, symlinkNode } from '../node.js';
 import {
   DIRECTORY_COMPLICATED_DIGEST,
@@ -76,6 +77,29 @@ describe('importPath', () => {
     assert.ok(await directoryService.get(DIRECTORY_COMPLICATED_DIGEST));
     assert.ok(await directoryService.get(DIRECTORY_WITH_KEEP_DIGEST));
     assert.equal(await blobService.has(EMPTY_BLOB_DIGEST), true);
+  });
+
+  it('importPath into the disk store: files stored by path, unchanged ones skipped on re-import', async () => {
+    const root = join(dir, 'tree');
+    const files = new Map<string, Buffer>();
+    for (let d = 0; d < 4; d++) {
+      await fs.mkdir(join(root, `d${d}`), { recursive: true });
+      for (let f = 0; f < 100; f++) files.set(`d${d}/f${f}`, Buffer.alloc(100 + 37 * f, d * 100 + f));
+    }
+    files.set('d0/large', Buffer.alloc(3 << 20, 3));
+    for (const [name, bytes] of files) await fs.writeFile(join(root, name), bytes);
+    await new Promise((resolve) => setTimeout(resolve, 200)); // older than the racy-clean margin
+    const store = await openFsCastore(join(dir, 'store'));
+    const options = { blobService: store.blobService, directoryService: store.directoryService, fileDigestCache: store.fileDigestCache };
+    const first = await importPath(root, options);
+    const expected = await importPath(root, services());
+    assert.ok(nodesEqual(first.node, expected.node), 'same root as through put()');
+    for (const bytes of files.values()) assert.equal(await store.blobService.has(B3Digest.of(bytes)), true);
+    let cachedFiles = 0;
+    const second = await importPath(root, { ...options, onProgress: (p) => (cachedFiles = p.cachedFiles) });
+    assert.ok(nodesEqual(second.node, first.node));
+    assert.equal(cachedFiles, files.size);
+    await store.close();
   });
 
   it('importPath reports needles found in contents and symlink targets but not in names', async () => {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { collect } from '../../common/async-iterable.js';
 import { B3Digest } from '../b3-digest.js';
+import type { PutFileOptions } from '../blob-service/blob-service.js';
 import { MemoryBlobService } from '../blob-service/memory.js';
 import { isCastoreError } from '../errors.js';
 import { ReferenceScanner } from '../refscan.js';
@@ -41,6 +42,15 @@ class CountingBlobService extends MemoryBlobService {
   override put(...args: Parameters<MemoryBlobService['put']>) {
     this.puts++;
     return super.put(...args);
+  }
+}
+
+/** Stores files by path (`LocalFileIngest`), counting how many arrive that way. */
+class ByPathBlobService extends CountingBlobService {
+  byPath = 0;
+  async putFile(path: string | Buffer, options: PutFileOptions = {}) {
+    this.byPath++;
+    return super.put(await fs.readFile(path), options);
   }
 }
 
@@ -217,6 +227,22 @@ describe('walkFilesystem', () => {
     await collect(walkFilesystem(root, { blobService, fileDigestCache: cache, scanner }));
     assert.equal(blobService.puts, 1, 'not stored again');
     assert.deepEqual(scanner.matches(), [true, false]);
+  });
+
+  it('walkFilesystem hands small files by path to a LocalFileIngest service, unless a scanner needs their bytes', async () => {
+    const root = join(dir, 'bypath');
+    await fs.mkdir(root);
+    await fs.writeFile(join(root, 'small'), 'Hello World!');
+    await fs.writeFile(join(root, 'large'), Buffer.alloc(SMALL_FILE_MAX_SIZE + 1, 1));
+    const blobService = new ByPathBlobService();
+    const entries = await collect(walkFilesystem(root, { blobService }));
+    assert.equal(blobService.byPath, 1, 'the small file went by path');
+    assert.equal(blobService.puts, 2, 'the large one was streamed (putFile puts what it read, here)');
+    const small = entries.find((e) => show(e) === 'bypath/small');
+    assert.ok(small?.type === 'file' && 'digest' in small && small.digest.equals(HELLOWORLD_BLOB_DIGEST));
+    const scanning = new ByPathBlobService();
+    await collect(walkFilesystem(root, { blobService: scanning, scanner: new ReferenceScanner([Buffer.from('x')]) }));
+    assert.equal(scanning.byPath, 0);
   });
 
   it('walkFilesystem rejects with the abort reason', async () => {

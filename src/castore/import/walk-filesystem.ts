@@ -19,7 +19,7 @@ import type { AbortOptions } from '../../common/abort.js';
 import { mapConcurrent } from '../../common/async-iterable.js';
 import { displayBytes } from '../../common/encoding.js';
 import { B3Digest } from '../b3-digest.js';
-import type { BlobService } from '../blob-service/blob-service.js';
+import { type BlobService, hasLocalFileIngest } from '../blob-service/blob-service.js';
 import { CastoreError } from '../errors.js';
 import type { ReferenceScanner } from '../refscan.js';
 import type { FileDigestCache, FileIdentity } from './file-digest-cache.js';
@@ -32,6 +32,13 @@ import type { IngestionEntry, StoredFileIngestionEntry } from './ingest-entries.
  * by concurrency × 2 MiB (a small file whole, or a chunk plus one read ahead).
  */
 export const DEFAULT_FILE_IMPORT_CONCURRENCY = 32;
+
+/**
+ * Files in flight by default when the blob service stores them by path
+ * (`LocalFileIngest`): the main thread holds none of their bytes, and enough
+ * must be queued to keep every put worker fed with batches.
+ */
+export const DEFAULT_PUT_FILE_CONCURRENCY = 512;
 
 /** Files up to this size are read in one piece and put as one buffer; larger ones are streamed. */
 export const SMALL_FILE_MAX_SIZE = 1 << 20;
@@ -69,7 +76,11 @@ export interface ImportProgress {
 }
 
 export interface WalkFilesystemOptions extends AbortOptions {
-  /** Receives the file contents; `has` is asked only to confirm digest-cache hits. */
+  /**
+   * Receives the file contents; `has` is asked only to confirm digest-cache
+   * hits. A service that can store local files by path (`LocalFileIngest`)
+   * is handed small files by path instead, unless a scanner needs their bytes.
+   */
   blobService: Pick<BlobService, 'put' | 'has'>;
   /**
    * Scans file contents and symlink targets (not names). With a scanner, a
@@ -84,7 +95,10 @@ export interface WalkFilesystemOptions extends AbortOptions {
    * `RACY_CLEAN_MARGIN_MS` before they were examined are not recorded.
    */
   fileDigestCache?: FileDigestCache;
-  /** Files processed in parallel; default `DEFAULT_FILE_IMPORT_CONCURRENCY`. */
+  /**
+   * Files processed in parallel; default `DEFAULT_FILE_IMPORT_CONCURRENCY`,
+   * or `DEFAULT_PUT_FILE_CONCURRENCY` when files are stored by path.
+   */
   concurrency?: number;
   /** Called as files complete (and as large files stream), with cumulative counts. */
   onProgress?: (progress: ImportProgress) => void;
@@ -112,9 +126,8 @@ export interface WalkFilesystemOptions extends AbortOptions {
  */
 export function walkFilesystem(root: string | Buffer, options: WalkFilesystemOptions): AsyncGenerator<IngestionEntry> {
   const walker = new Walker(options);
-  return mapConcurrent(listTree(root, options.signal), options.concurrency ?? DEFAULT_FILE_IMPORT_CONCURRENCY, (item) =>
-    walker.toEntry(item),
-  );
+  const concurrency = options.concurrency ?? (walker.putsByPath ? DEFAULT_PUT_FILE_CONCURRENCY : DEFAULT_FILE_IMPORT_CONCURRENCY);
+  return mapConcurrent(listTree(root, options.signal), concurrency, (item) => walker.toEntry(item));
 }
 
 /** The basename of `path` as raw bytes: what `walkFilesystem` names the root. */
@@ -250,6 +263,8 @@ function kindOf(stat: FileTypeProbe, path: Buffer): TreeItem['kind'] {
 /** Per-walk state: progress counters and the file-to-entry conversion. */
 class Walker {
   readonly #options: WalkFilesystemOptions;
+  /** Whether small files go to the blob service by path (`LocalFileIngest`). */
+  readonly putsByPath: boolean;
   #files = 0;
   #bytes = 0;
   #cachedFiles = 0;
@@ -258,6 +273,7 @@ class Walker {
   constructor(options: WalkFilesystemOptions) {
     this.#options = options;
     this.#io = new SyncIoGovernor(options.io);
+    this.putsByPath = !options.scanner && hasLocalFileIngest(options.blobService);
   }
 
   async toEntry(item: TreeItem): Promise<IngestionEntry> {
@@ -295,6 +311,12 @@ class Walker {
     }
 
     let result: { digest: B3Digest; size: number };
+    if (this.putsByPath && size <= SMALL_FILE_MAX_SIZE && hasLocalFileIngest(blobService)) {
+      result = await blobService.putFile(item.hostPath, { sizeHint: size, signal });
+      if (cache && result.size === size && isRacyClean(stat, examinedMs)) cache.record(identity, result.digest.bytes);
+      this.#fileDone(result.size, false);
+      return { type: 'file', path: item.names, digest: result.digest, size: result.size, executable };
+    }
     const data = await this.#readSmall(item.hostPath, size);
     if (data) {
       scanner?.scan(data);
