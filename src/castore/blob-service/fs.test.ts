@@ -96,6 +96,22 @@ describe('FsBlobService on disk', () => {
     assert.deepEqual(await storeContents(root), { blobs: [], tmp: [] });
   });
 
+  it('early writeback runs in the background between puts and sync points', async () => {
+    const root = await freshRoot();
+    const service = await FsBlobService.open(root, { earlyWritebackBytes: 1 });
+    const blobs = Array.from({ length: 40 }, (_, i) => Buffer.alloc(1000 + i, i));
+    await Promise.all(blobs.slice(0, 20).map((bytes) => service.put(bytes)));
+    await service.sync();
+    for (const [i, bytes] of blobs.slice(20).entries()) {
+      await fs.writeFile(join(root, `f${i}`), bytes);
+      await service.putFile(join(root, `f${i}`));
+    }
+    await service.close();
+    const reopened = await FsBlobService.open(root);
+    assert.equal((await storeContents(root)).blobs.length, 40);
+    for (const bytes of blobs) assert.ok((await storedBytes(reopened, B3Digest.of(bytes))).equals(bytes));
+  });
+
   it('putFile with fsync always stores and syncs each blob', async () => {
     const root = await freshRoot();
     const service = await FsBlobService.open(root, { fsync: 'always' });
