@@ -13,11 +13,18 @@ export interface Timed {
 }
 
 /** Runs a command to completion; with `measureRss`, wraps it in /usr/bin/time. */
-export async function timeCommand(argv: string[], options: { env?: NodeJS.ProcessEnv; measureRss?: boolean; cwd?: string } = {}): Promise<Timed> {
+export async function timeCommand(
+  argv: string[],
+  options: { env?: NodeJS.ProcessEnv; measureRss?: boolean; cwd?: string } = {},
+): Promise<Timed> {
   const command = options.measureRss ? ['/usr/bin/time', '-f', 'KILN_MAXRSS_KB=%M', ...argv] : argv;
   const started = performance.now();
   const { status, stdout, stderr } = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(command[0] as string, command.slice(1), { env: { ...process.env, ...options.env }, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command[0] as string, command.slice(1), {
+      env: { ...process.env, ...options.env },
+      cwd: options.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));

@@ -42,7 +42,13 @@ export type BuildEvent =
   | { readonly type: 'started' }
   | { readonly type: 'log'; readonly stream: 'stdout' | 'stderr'; readonly offset: number; readonly data: Uint8Array }
   | { readonly type: 'resources'; readonly cpuTimeMs: number; readonly peakMemoryBytes: number }
-  | { readonly type: 'output-ingested'; readonly index: number; readonly path: string; readonly node: Node; readonly needles: readonly number[] }
+  | {
+      readonly type: 'output-ingested';
+      readonly index: number;
+      readonly path: string;
+      readonly node: Node;
+      readonly needles: readonly number[];
+    }
   | {
       readonly type: 'finished';
       readonly response: BuildResponse;

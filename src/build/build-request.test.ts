@@ -23,7 +23,13 @@ function base(): BuildRequest {
       { key: 'A', value: enc('1') },
       { key: 'out', value: enc('/nix/store/out-a') },
     ],
-    constraints: { system: 'x86_64-linux', minMemory: 0, availableRoPaths: ['/etc/ssl', '/usr/share'], networkAccess: false, provideBinSh: true },
+    constraints: {
+      system: 'x86_64-linux',
+      minMemory: 0,
+      availableRoPaths: ['/etc/ssl', '/usr/share'],
+      networkAccess: false,
+      provideBinSh: true,
+    },
     additionalFiles: [{ path: 'build/.attrs.json', contents: enc('{}') }],
     refscanNeedles: ['out-a', 'out-b'],
   };
@@ -38,7 +44,8 @@ function rejects(mutate: (r: BuildRequest & Record<string, unknown>) => BuildReq
 
 describe('clean paths', () => {
   it('matches the reference vectors', () => {
-    for (const bad of ['foo/bar/', 'foo/../bar', 'foo/./bar', 'foo//bar', '//foo/bar', '/foo', '.', '..', 'a/.']) assert.equal(isCleanRelativePath(bad), false, bad);
+    for (const bad of ['foo/bar/', 'foo/../bar', 'foo/./bar', 'foo//bar', '//foo/bar', '/foo', '.', '..', 'a/.'])
+      assert.equal(isCleanRelativePath(bad), false, bad);
     for (const good of ['', 'foo/bar', 'build', 'nix/store']) assert.equal(isCleanRelativePath(good), true, good);
     for (const good of ['/', '/foo/bar']) assert.equal(isCleanAbsolutePath(good), true, good);
     for (const bad of ['foo', '//foo', '/foo/', '/a/../b', '']) assert.equal(isCleanAbsolutePath(bad), false, bad);
@@ -73,10 +80,22 @@ describe('validateBuildRequest', () => {
     rejects((r) => ({ ...r, environmentVars: [{ key: 'A', value: Uint8Array.of(0x61, 0) }] }), 'environment_vars[0].value');
     rejects((r) => ({ ...r, environmentVars: [...r.environmentVars].reverse() }), 'environment_vars[1]');
     rejects((r) => ({ ...r, constraints: { ...r.constraints!, system: '' } }), 'constraints.system');
-    rejects((r) => ({ ...r, constraints: { ...r.constraints!, availableRoPaths: ['relative/path'] } }), 'constraints.available_ro_paths[0]');
+    rejects(
+      (r) => ({ ...r, constraints: { ...r.constraints!, availableRoPaths: ['relative/path'] } }),
+      'constraints.available_ro_paths[0]',
+    );
     rejects((r) => ({ ...r, constraints: { ...r.constraints!, availableRoPaths: ['/b', '/a'] } }), 'constraints.available_ro_paths[1]');
     rejects((r) => ({ ...r, additionalFiles: [{ path: 'nix/store/evil', contents: enc('') }] }), 'additional_files[0].path');
-    rejects((r) => ({ ...r, additionalFiles: [{ path: 'b', contents: enc('') }, { path: 'a', contents: enc('') }] }), 'additional_files[1]');
+    rejects(
+      (r) => ({
+        ...r,
+        additionalFiles: [
+          { path: 'b', contents: enc('') },
+          { path: 'a', contents: enc('') },
+        ],
+      }),
+      'additional_files[1]',
+    );
   });
 });
 
@@ -89,7 +108,10 @@ describe('BuildRequest JSON and digest', () => {
     assert.notEqual(buildRequestDigest(changed).toHex(), buildRequestDigest(request).toHex());
   });
   it('rejects malformed JSON and invalid inputs naming the field', () => {
-    assert.throws(() => buildRequestFromJson('{"commandArgs": 5}'), (e) => isBuildError(e, 'INVALID_REQUEST'));
+    assert.throws(
+      () => buildRequestFromJson('{"commandArgs": 5}'),
+      (e) => isBuildError(e, 'INVALID_REQUEST'),
+    );
     assert.throws(
       () => buildRequestFromJson(JSON.stringify({ commandArgs: ['x'], inputs: [{ file: { name: 'Li4=', digest: 'AAEC', size: '1' } }] })),
       (e) => isBuildError(e, 'INVALID_REQUEST') && e.details.field === 'inputs[0]',

@@ -121,7 +121,10 @@ function checkRelative(path: string, field: string, allowEmpty: boolean): void {
 export function validateBuildRequest(request: BuildRequest): BuildRequest {
   for (let i = 1; i < request.inputs.length; i++) {
     if (compareBytes((request.inputs[i - 1] as BuildInput).name, (request.inputs[i] as BuildInput).name) >= 0) {
-      throw invalidRequest(`inputs[${i}]`, `${JSON.stringify(Buffer.from((request.inputs[i] as BuildInput).name).toString())} is not sorted by name or is a duplicate`);
+      throw invalidRequest(
+        `inputs[${i}]`,
+        `${JSON.stringify(Buffer.from((request.inputs[i] as BuildInput).name).toString())} is not sorted by name or is a duplicate`,
+      );
     }
   }
   if (request.commandArgs.length === 0) throw invalidRequest('command_args', 'is empty');
@@ -129,19 +132,21 @@ export function validateBuildRequest(request: BuildRequest): BuildRequest {
     if (arg.includes('\0')) throw invalidRequest(`command_args[${i}]`, 'contains NUL');
   });
   checkRelative(request.workingDir, 'working_dir', true);
-  request.scratchPaths.forEach((p, i) => checkRelative(p, `scratch_paths[${i}]`, false));
+  for (const [i, p] of request.scratchPaths.entries()) checkRelative(p, `scratch_paths[${i}]`, false);
   checkSorted(request.scratchPaths, 'scratch_paths');
   checkRelative(request.inputsDir, 'inputs_dir', true);
   if (request.inputs.length > 0 && request.inputsDir === '') throw invalidRequest('inputs_dir', 'is empty but there are inputs');
   request.outputs.forEach((p, i) => {
     checkRelative(p, `outputs[${i}]`, false);
     if (!scratchPathFor(request, p)) throw invalidRequest(`outputs[${i}]`, `${JSON.stringify(p)} is not inside any scratch path`);
-    if (p === request.inputsDir || isPathWithin(request.inputsDir, p)) throw invalidRequest(`outputs[${i}]`, `${JSON.stringify(p)} would hide inputs_dir`);
+    if (p === request.inputsDir || isPathWithin(request.inputsDir, p))
+      throw invalidRequest(`outputs[${i}]`, `${JSON.stringify(p)} would hide inputs_dir`);
   });
   checkSorted(request.outputs, 'outputs');
   request.environmentVars.forEach(({ key, value }, i) => {
     if (key === '') throw invalidRequest(`environment_vars[${i}].key`, 'is empty');
-    if (key.includes('=') || key.includes('\0')) throw invalidRequest(`environment_vars[${i}].key`, `${JSON.stringify(key)} contains "=" or NUL`);
+    if (key.includes('=') || key.includes('\0'))
+      throw invalidRequest(`environment_vars[${i}].key`, `${JSON.stringify(key)} contains "=" or NUL`);
     if (value.includes(0)) throw invalidRequest(`environment_vars[${i}].value`, `of ${JSON.stringify(key)} contains NUL`);
   });
   checkSorted(
@@ -152,13 +157,15 @@ export function validateBuildRequest(request: BuildRequest): BuildRequest {
   if (constraints) {
     if (constraints.system === '') throw invalidRequest('constraints.system', 'is empty');
     constraints.availableRoPaths.forEach((p, i) => {
-      if (!isCleanAbsolutePath(p)) throw invalidRequest(`constraints.available_ro_paths[${i}]`, `${JSON.stringify(p)} is not a clean absolute path`);
+      if (!isCleanAbsolutePath(p))
+        throw invalidRequest(`constraints.available_ro_paths[${i}]`, `${JSON.stringify(p)} is not a clean absolute path`);
     });
     checkSorted(constraints.availableRoPaths, 'constraints.available_ro_paths');
   }
   request.additionalFiles.forEach(({ path }, i) => {
     checkRelative(path, `additional_files[${i}].path`, false);
-    if (request.inputsDir !== '' && isPathWithin(path, request.inputsDir)) throw invalidRequest(`additional_files[${i}].path`, `${JSON.stringify(path)} is inside inputs_dir`);
+    if (request.inputsDir !== '' && isPathWithin(path, request.inputsDir))
+      throw invalidRequest(`additional_files[${i}].path`, `${JSON.stringify(path)} is inside inputs_dir`);
   });
   checkSorted(
     request.additionalFiles.map((f) => f.path),

@@ -11,7 +11,13 @@ import { CodedError } from '../common/coded-error.js';
  * - `OUTPUT_MISSING`: the build ended without producing a requested output.
  * - `INPUT_MISSING`: an input's closure is not in the store.
  */
-export type BuildErrorCode = 'INVALID_REQUEST' | 'SANDBOX_UNAVAILABLE' | 'CONSTRAINTS_UNMET' | 'BUILDER_FAILED' | 'OUTPUT_MISSING' | 'INPUT_MISSING';
+export type BuildErrorCode =
+  | 'INVALID_REQUEST'
+  | 'SANDBOX_UNAVAILABLE'
+  | 'CONSTRAINTS_UNMET'
+  | 'BUILDER_FAILED'
+  | 'OUTPUT_MISSING'
+  | 'INPUT_MISSING';
 
 export class BuildError extends CodedError<BuildErrorCode> {
   override readonly name = 'BuildError';

@@ -5,17 +5,17 @@
  */
 import { create, fromJsonString, toBinary, toJsonString } from '@bufbuild/protobuf';
 import { B3Digest, entryFromMessage, entryToMessage, type Node, parsePathComponent } from '../castore/index.js';
-import type { Entry as EntryMessage } from '../gen/snix/castore/v1/castore_pb.js';
 import {
-  type BuildRequest as BuildRequestMessage,
   BuildRequest_AdditionalFileSchema,
   BuildRequest_BuildConstraintsSchema,
   BuildRequest_EnvVarSchema,
+  type BuildRequest as BuildRequestMessage,
   BuildRequestSchema,
-  type BuildResponse as BuildResponseMessage,
   BuildResponse_OutputSchema,
+  type BuildResponse as BuildResponseMessage,
   BuildResponseSchema,
 } from '../gen/snix/build/v1/build_pb.js';
+import type { Entry as EntryMessage } from '../gen/snix/castore/v1/castore_pb.js';
 import type { BuildRequest } from './build-request.js';
 import { validateBuildRequest } from './build-request.js';
 import { BuildError, invalidRequest } from './errors.js';
@@ -41,7 +41,10 @@ export function buildRequestFromMessage(message: BuildRequestMessage): BuildRequ
       const { name, node } = entryFromMessage(entry);
       return { name: parsePathComponent(name), node };
     } catch (error) {
-      throw new BuildError('INVALID_REQUEST', `invalid build request: inputs[${i}] ${(error as Error).message}`, { cause: error, details: { field: `inputs[${i}]` } });
+      throw new BuildError('INVALID_REQUEST', `invalid build request: inputs[${i}] ${(error as Error).message}`, {
+        cause: error,
+        details: { field: `inputs[${i}]` },
+      });
     }
   });
   const c = message.constraints;
@@ -137,7 +140,9 @@ export function buildResponseFromMessage(message: BuildResponseMessage): BuildRe
       try {
         node = entryFromMessage(o.output as EntryMessage, { anonymous: true }).node;
       } catch (error) {
-        throw new BuildError('BUILDER_FAILED', `invalid build response: output entry ${i} invalid: ${(error as Error).message}`, { cause: error });
+        throw new BuildError('BUILDER_FAILED', `invalid build response: output entry ${i} invalid: ${(error as Error).message}`, {
+          cause: error,
+        });
       }
       return { node, needles: [...new Set(o.needles.map((n) => Number(n)))].sort((a, b) => a - b) };
     }),

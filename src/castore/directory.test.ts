@@ -53,7 +53,10 @@ describe('castore fixtures', () => {
           return { name: parsePathComponent(e.directory), node: directoryNode(child.digest, child.size) };
         }
         if (e.file !== undefined) {
-          return { name: parsePathComponent(e.file), node: fileNode(blobDigests.get(e.blob as string) as B3Digest, e.size ?? 0, e.executable ?? false) };
+          return {
+            name: parsePathComponent(e.file),
+            node: fileNode(blobDigests.get(e.blob as string) as B3Digest, e.size ?? 0, e.executable ?? false),
+          };
         }
         return { name: parsePathComponent(e.symlink as string), node: symlinkNode(e.target as string) };
       });
@@ -103,7 +106,10 @@ describe('Directory', () => {
 describe('parsePathComponent', () => {
   for (const bad of ['', '.', '..', 'a/b', '/', 'foo\0', 'X'.repeat(256)]) {
     it(`rejects ${JSON.stringify(bad.slice(0, 12))}`, () => {
-      assert.throws(() => parsePathComponent(bad), (e) => isCastoreError(e, 'INVALID_NAME'));
+      assert.throws(
+        () => parsePathComponent(bad),
+        (e) => isCastoreError(e, 'INVALID_NAME'),
+      );
     });
   }
   it('accepts 255 bytes', () => {
@@ -113,11 +119,17 @@ describe('parsePathComponent', () => {
 
 describe('B3Digest', () => {
   it('rejects wrong lengths naming the length', () => {
-    assert.throws(() => B3Digest.fromBytes(Uint8Array.of(0, 0x42)), (e) => isCastoreError(e, 'INVALID_DIGEST') && /length 2/.test((e as Error).message));
+    assert.throws(
+      () => B3Digest.fromBytes(Uint8Array.of(0, 0x42)),
+      (e) => isCastoreError(e, 'INVALID_DIGEST') && /length 2/.test((e as Error).message),
+    );
   });
   it('rejects text without the blake3- prefix or with bad base64', () => {
     for (const bad of ['XKeBWty0hOmhNsEe/mnB1TAXbVSbXRjQOOtSgLSzRww=', 'blake3-!!!', 'blake3-AAAA']) {
-      assert.throws(() => B3Digest.parse(bad), (e) => isCastoreError(e, 'INVALID_DIGEST'));
+      assert.throws(
+        () => B3Digest.parse(bad),
+        (e) => isCastoreError(e, 'INVALID_DIGEST'),
+      );
     }
   });
 });

@@ -110,7 +110,11 @@ export class Directory {
       out.set(value, pos);
       pos += value.byteLength;
     };
-    for (const [kind, tag] of [['directory', 0x0a], ['file', 0x12], ['symlink', 0x1a]] as const) {
+    for (const [kind, tag] of [
+      ['directory', 0x0a],
+      ['file', 0x12],
+      ['symlink', 0x1a],
+    ] as const) {
       this.entries.forEach(({ name, node }, i) => {
         if (node.type !== kind) return;
         out[pos++] = tag;

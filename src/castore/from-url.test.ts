@@ -13,7 +13,17 @@ after(async () => {
 });
 
 describe('castoreFromUrl', () => {
-  for (const url of ['memory://foo', 'memory:///', 'memory:///foo', 'memory://?x=1', 'http://foo.example/test', 'file://host.example/x', 'file:///', 'nope+grpc://x', '']) {
+  for (const url of [
+    'memory://foo',
+    'memory:///',
+    'memory:///foo',
+    'memory://?x=1',
+    'http://foo.example/test',
+    'file://host.example/x',
+    'file:///',
+    'nope+grpc://x',
+    '',
+  ]) {
     it(`rejects ${JSON.stringify(url)} with INVALID_URL naming it`, async () => {
       await assert.rejects(castoreFromUrl(url), (e) => isCastoreError(e, 'INVALID_URL') && (e as Error).message.includes(url));
     });

@@ -47,24 +47,33 @@ export function defaultStoreUrl(env: NodeJS.ProcessEnv = process.env): string {
 type Factory = (url: string, parsed: URL | undefined) => Promise<Castore>;
 
 const factories = new Map<string, Factory>([
-  ['memory', async (url, parsed) => {
-    if (parsed && (parsed.host !== '' || parsed.pathname !== '' || parsed.search !== '')) {
-      throw new CastoreError('INVALID_URL', `invalid store URL ${url}: memory:// takes no host, path or query`);
-    }
-    const blobService = new MemoryBlobService();
-    const directoryService = new MemoryDirectoryService();
-    return { url, blobService, directoryService, close: async () => {} };
-  }],
-  ['file', async (url, parsed) => {
-    if (!parsed || parsed.host !== '' || parsed.search !== '' || parsed.pathname === '' || parsed.pathname === '/') {
-      throw new CastoreError('INVALID_URL', `invalid store URL ${url}: expected file:///absolute/path`);
-    }
-    return fsCastore(url, fileURLToPath(parsed));
-  }],
-  ['grpc', async (url) => {
-    const grpc = await import('./grpc/index.js');
-    return grpc.openGrpcCastore(url);
-  }],
+  [
+    'memory',
+    async (url, parsed) => {
+      if (parsed && (parsed.host !== '' || parsed.pathname !== '' || parsed.search !== '')) {
+        throw new CastoreError('INVALID_URL', `invalid store URL ${url}: memory:// takes no host, path or query`);
+      }
+      const blobService = new MemoryBlobService();
+      const directoryService = new MemoryDirectoryService();
+      return { url, blobService, directoryService, close: async () => {} };
+    },
+  ],
+  [
+    'file',
+    async (url, parsed) => {
+      if (parsed === undefined || parsed.host !== '' || parsed.search !== '' || parsed.pathname === '' || parsed.pathname === '/') {
+        throw new CastoreError('INVALID_URL', `invalid store URL ${url}: expected file:///absolute/path`);
+      }
+      return fsCastore(url, fileURLToPath(parsed));
+    },
+  ],
+  [
+    'grpc',
+    async (url) => {
+      const grpc = await import('./grpc/index.js');
+      return grpc.openGrpcCastore(url);
+    },
+  ],
 ]);
 
 async function fsCastore(url: string, root: string): Promise<Castore> {

@@ -73,9 +73,7 @@ export function nodesEqual(a: Node, b: Node): boolean {
     case 'directory':
       return a.digest.equals((b as DirectoryNode).digest) && a.size === (b as DirectoryNode).size;
     case 'file':
-      return (
-        a.digest.equals((b as FileNode).digest) && a.size === (b as FileNode).size && a.executable === (b as FileNode).executable
-      );
+      return a.digest.equals((b as FileNode).digest) && a.size === (b as FileNode).size && a.executable === (b as FileNode).executable;
     case 'symlink':
       return Buffer.compare(a.target, (b as SymlinkNode).target) === 0;
   }

@@ -30,10 +30,16 @@ export function directoryFromMessage(message: DirectoryMessage): Directory {
   checkListOrder(message.files, 'files');
   checkListOrder(message.symlinks, 'symlinks');
   for (const d of message.directories) {
-    entries.push({ name: parsePathComponent(d.name), node: directoryNode(digestFromBytes(d.digest, d.name), checkSize(d.size, 'directory')) });
+    entries.push({
+      name: parsePathComponent(d.name),
+      node: directoryNode(digestFromBytes(d.digest, d.name), checkSize(d.size, 'directory')),
+    });
   }
   for (const f of message.files) {
-    entries.push({ name: parsePathComponent(f.name), node: fileNode(digestFromBytes(f.digest, f.name), checkSize(f.size, 'file'), f.executable) });
+    entries.push({
+      name: parsePathComponent(f.name),
+      node: fileNode(digestFromBytes(f.digest, f.name), checkSize(f.size, 'file'), f.executable),
+    });
   }
   for (const s of message.symlinks) entries.push({ name: parsePathComponent(s.name), node: symlinkNode(s.target) });
   return Directory.fromEntries(entries);
@@ -61,9 +67,12 @@ function digestFromBytes(bytes: Uint8Array, name: Uint8Array): B3Digest {
 export function directoryToMessage(directory: Directory): DirectoryMessage {
   const message = create(DirectorySchema);
   for (const { name, node } of directory.entries) {
-    if (node.type === 'directory') message.directories.push(create(DirectoryEntrySchema, { name, digest: node.digest.bytes, size: BigInt(node.size) }));
+    if (node.type === 'directory')
+      message.directories.push(create(DirectoryEntrySchema, { name, digest: node.digest.bytes, size: BigInt(node.size) }));
     else if (node.type === 'file')
-      message.files.push(create(FileEntrySchema, { name, digest: node.digest.bytes, size: BigInt(node.size), executable: node.executable }));
+      message.files.push(
+        create(FileEntrySchema, { name, digest: node.digest.bytes, size: BigInt(node.size), executable: node.executable }),
+      );
     else message.symlinks.push(create(SymlinkEntrySchema, { name, target: node.target }));
   }
   return message;

@@ -2,7 +2,7 @@
  * The shape of a CLI command and the argument parsing every command shares.
  * Usage mistakes throw UsageError (exit status 2).
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { CodedError } from '../common/coded-error.js';
 
 export class UsageError extends CodedError<'USAGE'> {
@@ -48,7 +48,9 @@ export function parseCommandArgs(command: Command, argv: string[]): ParsedArgs {
 /** Exactly `names.length` positionals, named in the error when missing or extra. */
 export function expectPositionals(command: Command, args: ParsedArgs, names: readonly string[]): string[] {
   if (args.positionals.length < names.length) {
-    throw new UsageError(`missing ${names.slice(args.positionals.length).join(' ')} (usage: kiln ${command.path.join(' ')} ${names.join(' ')})`);
+    throw new UsageError(
+      `missing ${names.slice(args.positionals.length).join(' ')} (usage: kiln ${command.path.join(' ')} ${names.join(' ')})`,
+    );
   }
   if (args.positionals.length > names.length) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[names.length])}`);
   return args.positionals;
@@ -61,4 +63,5 @@ export function stringOption(args: ParsedArgs, name: string): string | undefined
 
 /** The options every store-using command takes. */
 export const STORE_OPTION = { store: { type: 'string' } } as const;
-export const STORE_HELP = '  --store URL   castore to use: a path, file:///path, memory://, grpc+unix:///sock, grpc+http(s)://host:port\n                (default: $KILN_HOME/store, KILN_HOME defaults to ~/.local/share/kiln)';
+export const STORE_HELP =
+  '  --store URL   castore to use: a path, file:///path, memory://, grpc+unix:///sock, grpc+http(s)://host:port\n                (default: $KILN_HOME/store, KILN_HOME defaults to ~/.local/share/kiln)';

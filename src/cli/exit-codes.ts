@@ -9,7 +9,15 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_INVALID = 2;
 
-const INVALID_CODES = new Set(['USAGE', 'INVALID_DIGEST', 'INVALID_NAME', 'INVALID_NODE', 'INVALID_DIRECTORY', 'INVALID_URL', 'INVALID_REQUEST']);
+const INVALID_CODES = new Set([
+  'USAGE',
+  'INVALID_DIGEST',
+  'INVALID_NAME',
+  'INVALID_NODE',
+  'INVALID_DIRECTORY',
+  'INVALID_URL',
+  'INVALID_REQUEST',
+]);
 
 export function exitStatusFor(error: unknown): number {
   if (error instanceof CodedError && INVALID_CODES.has(error.code)) return EXIT_INVALID;

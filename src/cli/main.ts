@@ -2,12 +2,13 @@
  * Kiln's command-line interface: the composition root that picks concrete
  * backends. Dispatches `kiln <command…> [options]` to one file per command.
  */
+
+import { type Command, type CommandIo, parseCommandArgs, UsageError } from './command.js';
 import { castoreExport } from './commands/castore-export.js';
 import { castoreImport } from './commands/castore-import.js';
 import { castoreLs } from './commands/castore-ls.js';
 import { castoreVerify } from './commands/castore-verify.js';
 import { serve } from './commands/serve.js';
-import { type Command, type CommandIo, parseCommandArgs, UsageError } from './command.js';
 import { EXIT_INVALID, EXIT_OK, errorLine, exitStatusFor } from './exit-codes.js';
 
 const COMMANDS: readonly Command[] = [castoreImport, castoreExport, castoreLs, castoreVerify, serve];
@@ -21,9 +22,7 @@ function overview(prefix: readonly string[] = []): string {
 
 export async function main(argv: string[], io: CommandIo): Promise<number> {
   const words = argv.filter((a) => !a.startsWith('-'));
-  const command = [...COMMANDS]
-    .sort((a, b) => b.path.length - a.path.length)
-    .find((c) => c.path.every((w, i) => argv[i] === w));
+  const command = [...COMMANDS].sort((a, b) => b.path.length - a.path.length).find((c) => c.path.every((w, i) => argv[i] === w));
   if (!command) {
     if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
       io.stdout.write(overview());
@@ -60,6 +59,11 @@ if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => controller.abort(new Error(`received ${sig}`)));
   }
-  const status = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, signal: controller.signal });
+  const status = await main(process.argv.slice(2), {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    signal: controller.signal,
+  });
   process.exitCode = status;
 }

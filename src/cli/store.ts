@@ -1,6 +1,15 @@
 /** Opening the store a command names, and reading ENTRY arguments. */
 import { existsSync, readFileSync } from 'node:fs';
-import { B3Digest, type Castore, castoreFromUrl, CastoreError, defaultStoreUrl, directoryNode, entryFromJson, type NamedNode } from '../castore/index.js';
+import {
+  B3Digest,
+  type Castore,
+  CastoreError,
+  castoreFromUrl,
+  defaultStoreUrl,
+  directoryNode,
+  entryFromJson,
+  type NamedNode,
+} from '../castore/index.js';
 import { type ParsedArgs, stringOption, UsageError } from './command.js';
 
 export async function openStore(args: ParsedArgs, env: NodeJS.ProcessEnv): Promise<Castore> {

@@ -9,11 +9,7 @@ export class CodedError<Code extends string = string> extends Error {
   /** Structured facts about the failure (digest, field, offset, …). */
   readonly details: Readonly<Record<string, unknown>>;
 
-  constructor(
-    code: Code,
-    message: string,
-    options: { cause?: unknown; details?: Record<string, unknown> } = {},
-  ) {
+  constructor(code: Code, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.details = options.details ?? {};

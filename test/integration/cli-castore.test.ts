@@ -89,7 +89,10 @@ describe('kiln castore CLI', () => {
     const verified = await run(['castore', 'verify', '--store', store, '--json']);
     assert.equal(verified.status, 1);
     const report = JSON.parse(verified.stdout);
-    assert.deepEqual(report.problems.map((p: { kind: string; digest: string }) => [p.kind, p.digest]), [['corrupt-blob', digest.toString()]]);
+    assert.deepEqual(
+      report.problems.map((p: { kind: string; digest: string }) => [p.kind, p.digest]),
+      [['corrupt-blob', digest.toString()]],
+    );
     const exported = await run(['castore', 'export', imported.stdout.trim(), join(work, 'rotten'), '--store', store]);
     assert.equal(exported.status, 1);
     assert.match(exported.stderr, new RegExp(`^error: .*${digest.toString().replace(/[+/=]/g, '\\$&')}`));
@@ -120,7 +123,14 @@ describe('kiln castore CLI', () => {
   });
 
   it('every command has --help', async () => {
-    for (const args of [['--help'], ['castore', 'import', '--help'], ['castore', 'export', '--help'], ['castore', 'ls', '--help'], ['castore', 'verify', '--help'], ['serve', '--help']]) {
+    for (const args of [
+      ['--help'],
+      ['castore', 'import', '--help'],
+      ['castore', 'export', '--help'],
+      ['castore', 'ls', '--help'],
+      ['castore', 'verify', '--help'],
+      ['serve', '--help'],
+    ]) {
       const result = await run(args);
       assert.equal(result.status, 0, args.join(' '));
       assert.match(result.stdout, /usage: kiln/);
@@ -130,7 +140,9 @@ describe('kiln castore CLI', () => {
   it('serve exposes the store over a unix socket to import and export through grpc+unix://', async () => {
     const socket = join(work, 'castore.sock');
     const served = join(work, 'served-store');
-    const server: ChildProcess = spawn(kiln, ['serve', '--listen', `unix://${socket}`, '--store', served], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const server: ChildProcess = spawn(kiln, ['serve', '--listen', `unix://${socket}`, '--store', served], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     try {
       await new Promise<void>((ready, fail) => {
         server.stdout?.once('data', () => ready());

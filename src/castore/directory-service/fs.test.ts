@@ -7,7 +7,12 @@ import { open } from 'lmdb';
 import { collect } from '../../common/async-iterable.js';
 import { isCastoreError } from '../errors.js';
 import { openFsCastore } from '../fs-store.js';
-import { DIRECTORY_COMPLICATED, DIRECTORY_COMPLICATED_DIGEST, DIRECTORY_WITH_KEEP, describeDirectoryServiceConformance } from '../testing/index.js';
+import {
+  DIRECTORY_COMPLICATED,
+  DIRECTORY_COMPLICATED_DIGEST,
+  DIRECTORY_WITH_KEEP,
+  describeDirectoryServiceConformance,
+} from '../testing/index.js';
 
 const roots: string[] = [];
 async function freshRoot(): Promise<string> {
@@ -19,7 +24,9 @@ after(async () => {
   for (const root of roots) await fs.rm(root, { recursive: true, force: true });
 });
 
-describeDirectoryServiceConformance('FsDirectoryService', { create: async () => (await openFsCastore(await freshRoot())).directoryService });
+describeDirectoryServiceConformance('FsDirectoryService', {
+  create: async () => (await openFsCastore(await freshRoot())).directoryService,
+});
 
 describe('FsDirectoryService on disk', () => {
   it('keeps directories across reopening', async () => {

@@ -76,7 +76,10 @@ export function decodeStored(digest: B3Digest, bytes: Uint8Array): Directory {
   try {
     directory = decodeDirectory(bytes);
   } catch (error) {
-    throw new CastoreError('INTEGRITY_MISMATCH', `directory ${digest} is corrupt: ${(error as Error).message}`, { cause: error, details: { digest: digest.toString() } });
+    throw new CastoreError('INTEGRITY_MISMATCH', `directory ${digest} is corrupt: ${(error as Error).message}`, {
+      cause: error,
+      details: { digest: digest.toString() },
+    });
   }
   if (!directory.digest.equals(digest)) {
     throw new CastoreError('INTEGRITY_MISMATCH', `directory ${digest} is corrupt: its bytes hash to ${directory.digest}`, {

@@ -9,7 +9,16 @@ import { concatBytes } from '../../common/async-iterable.js';
 import { B3Digest } from '../b3-digest.js';
 import type { BlobService } from '../blob-service/blob-service.js';
 import { isCastoreError } from '../errors.js';
-import { BLOB_A, BLOB_A_DIGEST, BLOB_B, BLOB_B_DIGEST, EMPTY_BLOB, EMPTY_BLOB_DIGEST, HELLOWORLD_BLOB, HELLOWORLD_BLOB_DIGEST } from './fixtures.js';
+import {
+  BLOB_A,
+  BLOB_A_DIGEST,
+  BLOB_B,
+  BLOB_B_DIGEST,
+  EMPTY_BLOB,
+  EMPTY_BLOB_DIGEST,
+  HELLOWORLD_BLOB,
+  HELLOWORLD_BLOB_DIGEST,
+} from './fixtures.js';
 
 export interface ServiceHarness<S> {
   create(): Promise<S>;

@@ -67,7 +67,10 @@ export function describeDirectoryServiceConformance(label: string, harness: Serv
     it('stores DIRECTORY_COMPLICATED with its child and yields the closure root first', async () => {
       const root = await service.putMany([DIRECTORY_WITH_KEEP, DIRECTORY_COMPLICATED]);
       assert.equal(root.toHex(), DIRECTORY_COMPLICATED_DIGEST.toHex());
-      assert.deepEqual(await digests(DIRECTORY_COMPLICATED_DIGEST), [DIRECTORY_COMPLICATED_DIGEST.toHex(), DIRECTORY_WITH_KEEP.digest.toHex()]);
+      assert.deepEqual(await digests(DIRECTORY_COMPLICATED_DIGEST), [
+        DIRECTORY_COMPLICATED_DIGEST.toHex(),
+        DIRECTORY_WITH_KEEP.digest.toHex(),
+      ]);
     });
 
     it('accepts A, A, C (a duplicate is ignored) and C deduplicates its shared child', async () => {
@@ -86,12 +89,19 @@ export function describeDirectoryServiceConformance(label: string, harness: Serv
         })(),
       );
       assert.equal(root.toHex(), DIRECTORY_D_DIGEST.toHex());
-      assert.deepEqual(await digests(DIRECTORY_D_DIGEST), [DIRECTORY_D_DIGEST.toHex(), DIRECTORY_A_DIGEST.toHex(), DIRECTORY_B_DIGEST.toHex()]);
+      assert.deepEqual(await digests(DIRECTORY_D_DIGEST), [
+        DIRECTORY_D_DIGEST.toHex(),
+        DIRECTORY_A_DIGEST.toHex(),
+        DIRECTORY_B_DIGEST.toHex(),
+      ]);
     });
 
     it('rejects a closure with a directory not connected to the root and stores none of it', async () => {
       const stray = uniqueDirectory('stray');
-      const parent = Directory.fromEntries([{ name: parsePathComponent('empty'), node: directoryNode(DIRECTORY_A_DIGEST, 0) }, { name: parsePathComponent(`p-${Math.random()}`), node: fileNode(EMPTY_BLOB_DIGEST, 0) }]);
+      const parent = Directory.fromEntries([
+        { name: parsePathComponent('empty'), node: directoryNode(DIRECTORY_A_DIGEST, 0) },
+        { name: parsePathComponent(`p-${Math.random()}`), node: fileNode(EMPTY_BLOB_DIGEST, 0) },
+      ]);
       await assert.rejects(service.putMany([DIRECTORY_A, stray, parent]), isInvalidDirectory);
       assert.equal(await service.get(stray.digest), undefined);
       assert.equal(await service.get(parent.digest), undefined);
@@ -100,7 +110,10 @@ export function describeDirectoryServiceConformance(label: string, harness: Serv
     it('rejects a dangling reference and stores nothing', async () => {
       const missing = uniqueDirectory('missing');
       const parent = Directory.fromEntries([{ name: parsePathComponent('child'), node: directoryNode(missing.digest, missing.size) }]);
-      await assert.rejects(service.putMany([parent]), (e) => isInvalidDirectory(e) && String((e as Error).message).includes(missing.digest.toString()));
+      await assert.rejects(
+        service.putMany([parent]),
+        (e) => isInvalidDirectory(e) && String((e as Error).message).includes(missing.digest.toString()),
+      );
       assert.equal(await service.get(parent.digest), undefined);
     });
 

@@ -22,7 +22,11 @@ ${STORE_HELP}`,
     const [entryText, dest] = expectPositionals(this, args, ['ENTRY', 'DEST']) as [string, string];
     return withStore(args, io.env, async (store) => {
       const { node } = await resolveEntry(entryText, store);
-      await materialize(node, resolve(dest), { blobService: store.blobService, directoryService: store.directoryService, signal: io.signal });
+      await materialize(node, resolve(dest), {
+        blobService: store.blobService,
+        directoryService: store.directoryService,
+        signal: io.signal,
+      });
       return 0;
     });
   },

@@ -1,7 +1,6 @@
 /** `kiln castore import PATH`: ingest a filesystem tree and print its root. */
 import { basename, resolve } from 'node:path';
-import { entryToJson } from '../../castore/index.js';
-import { importPath } from '../../castore/index.js';
+import { entryToJson, importPath } from '../../castore/index.js';
 import { type Command, expectPositionals, STORE_HELP, STORE_OPTION } from '../command.js';
 import { formatNode } from '../format.js';
 import { progressLine } from '../progress.js';

@@ -1,6 +1,5 @@
 /** `kiln castore ls ENTRY`: list a node's tree. */
-import { type Directory, type Node } from '../../castore/index.js';
-import { CastoreError } from '../../castore/index.js';
+import { CastoreError, type Directory, type Node } from '../../castore/index.js';
 import { type Command, expectPositionals, STORE_HELP, STORE_OPTION } from '../command.js';
 import { resolveEntry, withStore } from '../store.js';
 

@@ -19,17 +19,21 @@ ${STORE_HELP}
   async run(args, io) {
     expectPositionals(this, args, []);
     return withStore(args, io.env, async (store) => {
-      if (!store.verify) throw new UsageError(`castore verify needs a store that can list its contents (the embedded disk store), not ${store.url}`);
+      if (!store.verify)
+        throw new UsageError(`castore verify needs a store that can list its contents (the embedded disk store), not ${store.url}`);
       const progress = progressLine(io.stderr);
       const report = await store.verify({
         signal: io.signal,
-        onProgress: (p) => progress.update(`verifying: ${p.blobs} blobs (${(p.blobBytes / 1e6).toFixed(1)} MB), ${p.directories} directories`),
+        onProgress: (p) =>
+          progress.update(`verifying: ${p.blobs} blobs (${(p.blobBytes / 1e6).toFixed(1)} MB), ${p.directories} directories`),
       });
       progress.done();
       if (args.values.json) io.stdout.write(`${JSON.stringify(report)}\n`);
       else {
         for (const p of report.problems) io.stdout.write(`${p.kind} ${p.digest}: ${p.detail}\n`);
-        io.stderr.write(`checked ${report.blobs} blobs (${report.blobBytes} bytes) and ${report.directories} directories: ${report.problems.length === 0 ? 'all good' : `${report.problems.length} problem(s)`}\n`);
+        io.stderr.write(
+          `checked ${report.blobs} blobs (${report.blobBytes} bytes) and ${report.directories} directories: ${report.problems.length === 0 ? 'all good' : `${report.problems.length} problem(s)`}\n`,
+        );
       }
       return report.problems.length === 0 ? 0 : 1;
     });
