@@ -88,7 +88,10 @@ function readyLine(child: ReturnType<typeof spawn>): Promise<string> {
     let out = '';
     child.stdout?.on('data', (data: Buffer) => {
       out += data.toString();
-      const line = out.split('\n').slice(0, -1).find((l) => l.startsWith(READY)); // complete lines only
+      const line = out
+        .split('\n')
+        .slice(0, -1)
+        .find((l) => l.startsWith(READY)); // complete lines only
       if (line) resolve(line.slice(READY.length).trim());
     });
     child.once('exit', (code) => reject(new Error(`bench child exited with ${code}`)));
@@ -159,7 +162,8 @@ export async function measureGrpcBlobThroughput(options: GrpcBlobThroughputOptio
   if (options.putChunkSize) tuningArgs.push('--put-chunk', String(options.putChunkSize));
   if (options.streamWindowSize) tuningArgs.push('--window', String(options.streamWindowSize));
   const nodeArgs = [...(options.nodeFlags ?? RECOMMENDED_NODE_FLAGS), '--import', 'tsx', new URL(import.meta.url).pathname];
-  const startChild = (args: string[]) => spawn(process.execPath, [...nodeArgs, ...args, ...tuningArgs], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const startChild = (args: string[]) =>
+    spawn(process.execPath, [...nodeArgs, ...args, ...tuningArgs], { stdio: ['pipe', 'pipe', 'inherit'] });
   const listen = options.tcp ? '127.0.0.1:0' : `unix://${join(dir, 'castore.sock')}`;
   const server = startChild(['--serve', listen, '--store', options.store ?? 'memory', '--store-dir', join(dir, 'store')]);
   let client: ReturnType<typeof spawn> | undefined;
@@ -185,7 +189,10 @@ export async function measureGrpcBlobThroughput(options: GrpcBlobThroughputOptio
     };
     await nextAnswer(); // blob generated
     const samples = { upload: [] as number[], download: [] as number[] };
-    const cpu = { upload: { client: [] as number[], server: [] as number[] }, download: { client: [] as number[], server: [] as number[] } };
+    const cpu = {
+      upload: { client: [] as number[], server: [] as number[] },
+      download: { client: [] as number[], server: [] as number[] },
+    };
     for (const direction of ['upload', 'download'] as const) {
       for (let i = 0; i < runs; i++) {
         const server0 = await processCpuSeconds(server.pid as number);
@@ -240,7 +247,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     },
   });
   const numberOption = (value: string | undefined) => (value === undefined ? undefined : Number(value));
-  const tuning = { readChunkSize: numberOption(values['read-chunk']), putChunkSize: numberOption(values['put-chunk']), streamWindowSize: numberOption(values.window) };
+  const tuning = {
+    readChunkSize: numberOption(values['read-chunk']),
+    putChunkSize: numberOption(values['put-chunk']),
+    streamWindowSize: numberOption(values.window),
+  };
   if (values.store !== 'fs' && values.store !== 'memory') throw new Error(`--store must be memory or fs, not ${values.store}`);
   if (values.serve) {
     await serve(values.serve, values.store, values['store-dir'] ?? join(os.tmpdir(), `kiln-bench-store-${process.pid}`), tuning);
@@ -249,12 +260,24 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   } else {
     const nodeFlags = values['node-flags'] === undefined ? RECOMMENDED_NODE_FLAGS : values['node-flags'].split(' ').filter(Boolean);
     const bytes = Number(values.mib) * 1024 * 1024;
-    const result = await measureGrpcBlobThroughput({ bytes, runs: Number(values.runs), tcp: values.tcp, store: values.store, nodeFlags, ...tuning });
+    const result = await measureGrpcBlobThroughput({
+      bytes,
+      runs: Number(values.runs),
+      tcp: values.tcp,
+      store: values.store,
+      nodeFlags,
+      ...tuning,
+    });
     const fmt = (samples: number[]) => samples.map((s) => s.toFixed(0)).join(', ');
-    const cpuNote = (cpu?: { client: number; server: number }) => (cpu ? `; CPU per transfer: client ${cpu.client.toFixed(2)} s, server ${cpu.server.toFixed(2)} s` : '');
+    const cpuNote = (cpu?: { client: number; server: number }) =>
+      cpu ? `; CPU per transfer: client ${cpu.client.toFixed(2)} s, server ${cpu.server.toFixed(2)} s` : '';
     const transport = values.tcp ? 'TCP 127.0.0.1' : 'a unix socket';
-    console.log(`gRPC blob ${values.mib} MiB over ${transport}, ${values.store} store, separate processes, node flags: ${nodeFlags.join(' ') || '(none)'}`);
+    console.log(
+      `gRPC blob ${values.mib} MiB over ${transport}, ${values.store} store, separate processes, node flags: ${nodeFlags.join(' ') || '(none)'}`,
+    );
     console.log(`upload   ${result.uploadMBps.toFixed(0)} MB/s (runs: ${fmt(result.uploadSamples)})${cpuNote(result.uploadCpuSeconds)}`);
-    console.log(`download ${result.downloadMBps.toFixed(0)} MB/s (runs: ${fmt(result.downloadSamples)})${cpuNote(result.downloadCpuSeconds)}`);
+    console.log(
+      `download ${result.downloadMBps.toFixed(0)} MB/s (runs: ${fmt(result.downloadSamples)})${cpuNote(result.downloadCpuSeconds)}`,
+    );
   }
 }

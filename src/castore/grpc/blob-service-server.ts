@@ -4,8 +4,8 @@
  * the reference implementation both follow.)
  */
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import type { BlobChunk, BlobService as BlobServiceDesc } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
 import type { BlobService } from '../blob-service/blob-service.js';
-import { BlobService as BlobServiceDesc, type BlobChunk } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
 import { releaseOnAbort } from './release-on-abort.js';
 import { castoreErrorToConnectError, completeRequestStream, digestFromWire, notFound } from './status.js';
 

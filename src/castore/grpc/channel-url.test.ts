@@ -53,7 +53,10 @@ describe('parseChannelUrl', () => {
   }
   for (const url of INVALID) {
     it(`rejects ${JSON.stringify(url)} with INVALID_URL naming it`, () => {
-      assert.throws(() => parseChannelUrl(url), (e) => isCastoreError(e, 'INVALID_URL') && (e as Error).message.includes(JSON.stringify(url)));
+      assert.throws(
+        () => parseChannelUrl(url),
+        (e) => isCastoreError(e, 'INVALID_URL') && (e as Error).message.includes(JSON.stringify(url)),
+      );
     });
   }
 });
@@ -99,9 +102,22 @@ describe('parseListenAddress', () => {
   ] as const) {
     it(`accepts ${listen}`, () => assert.deepEqual(parseListenAddress(listen), expected));
   }
-  for (const listen of ['unix://relative.sock', 'unix:relative', 'unix:///', '127.0.0.1', ':80', '127.0.0.1:65536', '[nope]:1', 'grpc+unix:///x.sock', '::1:80']) {
+  for (const listen of [
+    'unix://relative.sock',
+    'unix:relative',
+    'unix:///',
+    '127.0.0.1',
+    ':80',
+    '127.0.0.1:65536',
+    '[nope]:1',
+    'grpc+unix:///x.sock',
+    '::1:80',
+  ]) {
     it(`rejects ${JSON.stringify(listen)} with INVALID_URL`, () => {
-      assert.throws(() => parseListenAddress(listen), (e) => isCastoreError(e, 'INVALID_URL') && (e as Error).message.includes(listen));
+      assert.throws(
+        () => parseListenAddress(listen),
+        (e) => isCastoreError(e, 'INVALID_URL') && (e as Error).message.includes(listen),
+      );
     });
   }
 });

@@ -37,7 +37,8 @@ const DEFAULT_PORTS = { http: 80, https: 443 } as const;
 
 /** Parses and validates a channel URL; throws `CastoreError('INVALID_URL')` naming the URL. */
 export function parseChannelUrl(url: string): ChannelAddress {
-  const invalid = (reason: string) => new CastoreError('INVALID_URL', `invalid gRPC channel URL ${JSON.stringify(url)}: ${reason}`, { details: { url } });
+  const invalid = (reason: string) =>
+    new CastoreError('INVALID_URL', `invalid gRPC channel URL ${JSON.stringify(url)}: ${reason}`, { details: { url } });
   let parsed: URL;
   try {
     parsed = new URL(url);

@@ -6,7 +6,7 @@
  */
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
-import { type Transport } from '@connectrpc/connect';
+import type { Transport } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { type AbortOptions, raceAbort } from '../../common/abort.js';
 import { CastoreError } from '../errors.js';
@@ -165,7 +165,10 @@ export class GrpcChannel {
       session.once('close', () => {
         forget();
         this.#live.delete(session);
-        if (!connected) reject(new CastoreError('BACKEND_FAILURE', `cannot connect to ${address.url}: connection closed`, { details: { url: address.url } }));
+        if (!connected)
+          reject(
+            new CastoreError('BACKEND_FAILURE', `cannot connect to ${address.url}: connection closed`, { details: { url: address.url } }),
+          );
       });
       session.once('connect', () => {
         connected = true;

@@ -1,7 +1,7 @@
 /** Serves any DirectoryService as `snix.castore.v1.DirectoryService` through connect. */
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import type { Directory as DirectoryMessage } from '../../gen/snix/castore/v1/castore_pb.js';
-import { DirectoryService as DirectoryServiceDesc } from '../../gen/snix/castore/v1/rpc_directory_pb.js';
+import type { DirectoryService as DirectoryServiceDesc } from '../../gen/snix/castore/v1/rpc_directory_pb.js';
 import type { Directory } from '../directory.js';
 import type { DirectoryService } from '../directory-service/directory-service.js';
 import { CastoreError } from '../errors.js';

@@ -13,8 +13,8 @@ import { validateResponse, validateTrailer } from '@connectrpc/connect/protocol-
 import { PutBlobResponseSchema, ReadBlobRequestSchema } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
 import type { GrpcChannel } from './channel.js';
 import { ChunkCoalescer } from './chunk-coalescer.js';
-import { ReadAhead } from './read-ahead.js';
 import { BlobChunkDecoder, blobChunkFrameHead, frameMessage, headersFromNode, MessageDecoder } from './grpc-framing.js';
+import { ReadAhead } from './read-ahead.js';
 import { WriteWindow } from './write-window.js';
 
 export const BLOB_READ_PATH = '/snix.castore.v1.BlobService/Read';
@@ -30,9 +30,12 @@ const REQUEST_HEADERS: http2.OutgoingHttpHeaders = {
 /** The error for a stream that ended without a usable status (reset, connection lost). */
 function streamError(stream: http2.ClientHttp2Stream, cause?: unknown): ConnectError {
   const code = stream.rstCode;
-  if (code === http2.constants.NGHTTP2_REFUSED_STREAM) return new ConnectError('stream refused by the server', Code.Unavailable, undefined, undefined, cause);
-  if (code === http2.constants.NGHTTP2_CANCEL) return new ConnectError('stream canceled by the server', Code.Canceled, undefined, undefined, cause);
-  if (code === http2.constants.NGHTTP2_ENHANCE_YOUR_CALM) return new ConnectError('server asked to slow down', Code.ResourceExhausted, undefined, undefined, cause);
+  if (code === http2.constants.NGHTTP2_REFUSED_STREAM)
+    return new ConnectError('stream refused by the server', Code.Unavailable, undefined, undefined, cause);
+  if (code === http2.constants.NGHTTP2_CANCEL)
+    return new ConnectError('stream canceled by the server', Code.Canceled, undefined, undefined, cause);
+  if (code === http2.constants.NGHTTP2_ENHANCE_YOUR_CALM)
+    return new ConnectError('server asked to slow down', Code.ResourceExhausted, undefined, undefined, cause);
   if (cause instanceof ConnectError) return cause;
   const message = cause instanceof Error ? cause.message : `stream closed${code ? ` with HTTP/2 code ${code}` : ''}`;
   return new ConnectError(message, Code.Unavailable, undefined, undefined, cause);
@@ -104,7 +107,7 @@ export async function* readBlobFast(channel: GrpcChannel, digest: Uint8Array, si
     } catch (error) {
       reader.dispose();
       signal?.throwIfAborted();
-      if (response.headers && response.headers.has('grpc-status')) response.checkHeaders();
+      if (response.headers?.has('grpc-status')) response.checkHeaders();
       throw streamError(stream, error);
     }
     reader.dispose();
@@ -133,7 +136,11 @@ export interface PutBlobFastOptions {
  * server answered (unvalidated). When `source` throws or `signal` aborts, the
  * call is reset before the request ends, so the server stores nothing.
  */
-export async function putBlobFast(channel: GrpcChannel, source: AsyncIterable<Uint8Array>, options: PutBlobFastOptions): Promise<Uint8Array> {
+export async function putBlobFast(
+  channel: GrpcChannel,
+  source: AsyncIterable<Uint8Array>,
+  options: PutBlobFastOptions,
+): Promise<Uint8Array> {
   const { signal, chunkSize } = options;
   signal?.throwIfAborted();
   const stream = await channel.openStream(BLOB_PUT_PATH, REQUEST_HEADERS);
@@ -198,7 +205,8 @@ export async function putBlobFast(channel: GrpcChannel, source: AsyncIterable<Ui
     if (!response.headers) throw streamError(stream);
     if (!response.checkHeaders()) response.checkTrailers();
     decoder.finish();
-    if (messages.length !== 1) throw new ConnectError(`protocol error: ${messages.length} response messages for BlobService.Put`, Code.Internal);
+    if (messages.length !== 1)
+      throw new ConnectError(`protocol error: ${messages.length} response messages for BlobService.Put`, Code.Internal);
     return fromBinary(PutBlobResponseSchema, messages[0] as Uint8Array).digest;
   } finally {
     signal?.removeEventListener('abort', onAbort);

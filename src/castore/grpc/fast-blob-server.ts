@@ -8,13 +8,13 @@ import * as http2 from 'node:http2';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { parseContentType, parseTimeout } from '@connectrpc/connect/protocol-grpc';
-import { PutBlobResponseSchema, ReadBlobRequestSchema } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
+import { PutBlobResponseSchema, type ReadBlobRequest, ReadBlobRequestSchema } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
 import type { BlobService } from '../blob-service/blob-service.js';
 import { DEFAULT_READ_CHUNK_SIZE, limitChunkSize } from './blob-service-server.js';
 import { ChunkCoalescer } from './chunk-coalescer.js';
 import { BLOB_PUT_PATH, BLOB_READ_PATH } from './fast-blob-client.js';
-import { ReadAhead } from './read-ahead.js';
 import { BlobChunkDecoder, blobChunkFrameHead, frameMessage, MessageDecoder, statusFields } from './grpc-framing.js';
+import { ReadAhead } from './read-ahead.js';
 import { castoreErrorToConnectError, digestFromWire, notFound } from './status.js';
 import { WriteWindow } from './write-window.js';
 
@@ -41,7 +41,10 @@ class CallSignal {
     const { timeoutMs, error } = parseTimeout(timeoutHeader ?? null, Number.MAX_SAFE_INTEGER);
     if (error) throw error;
     if (timeoutMs !== undefined) {
-      this.#timer = setTimeout(() => this.#controller.abort(new ConnectError('the call exceeded its deadline', Code.DeadlineExceeded)), timeoutMs);
+      this.#timer = setTimeout(
+        () => this.#controller.abort(new ConnectError('the call exceeded its deadline', Code.DeadlineExceeded)),
+        timeoutMs,
+      );
     }
   }
 
@@ -107,11 +110,18 @@ function readRequestMessages(stream: http2.ServerHttp2Stream, signal: AbortSigna
   });
 }
 
-async function serveRead(service: BlobService, stream: http2.ServerHttp2Stream, contentType: string, call: CallSignal, chunkSize: number): Promise<void> {
+async function serveRead(
+  service: BlobService,
+  stream: http2.ServerHttp2Stream,
+  contentType: string,
+  call: CallSignal,
+  chunkSize: number,
+): Promise<void> {
   const { signal } = call;
   const messages = await readRequestMessages(stream, signal);
-  if (messages.length !== 1) throw new ConnectError(`protocol error: ${messages.length} request messages for BlobService.Read`, Code.InvalidArgument);
-  let request;
+  if (messages.length !== 1)
+    throw new ConnectError(`protocol error: ${messages.length} request messages for BlobService.Read`, Code.InvalidArgument);
+  let request: ReadBlobRequest;
   try {
     request = fromBinary(ReadBlobRequestSchema, messages[0] as Uint8Array);
   } catch (error) {
@@ -201,16 +211,19 @@ export function createFastBlobHandler(service: BlobService, options: FastBlobHan
       sendError(stream, responseType, castoreErrorToConnectError(error));
       return true;
     }
-    const served = path === BLOB_READ_PATH ? serveRead(service, stream, responseType, call, chunkSize) : servePut(service, stream, responseType, call);
+    const served =
+      path === BLOB_READ_PATH ? serveRead(service, stream, responseType, call, chunkSize) : servePut(service, stream, responseType, call);
     served.then(
       () => call.done(),
       (error: unknown) => {
         call.done();
-        const status = call.signal.aborted && call.signal.reason instanceof ConnectError ? call.signal.reason : castoreErrorToConnectError(error, call.signal);
+        const status =
+          call.signal.aborted && call.signal.reason instanceof ConnectError
+            ? call.signal.reason
+            : castoreErrorToConnectError(error, call.signal);
         sendError(stream, responseType, status);
       },
     );
     return true;
   };
 }
-

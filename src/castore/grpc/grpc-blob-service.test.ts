@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { MemoryBlobService } from '../blob-service/memory.js';
 import { MemoryDirectoryService } from '../directory-service/memory.js';
 import { describeBlobServiceConformance } from '../testing/index.js';
-import { GrpcBlobService, grpcBlobServiceFromUrl } from './grpc-blob-service.js';
+import { type GrpcBlobService, grpcBlobServiceFromUrl } from './grpc-blob-service.js';
 import { type CastoreServer, startCastoreServer } from './server.js';
 
 const servers = new WeakMap<GrpcBlobService, { server: CastoreServer; dir?: string }>();

@@ -7,11 +7,11 @@ import { type Client, createClient } from '@connectrpc/connect';
 import type { AbortOptions } from '../../common/abort.js';
 import { type ByteSource, toChunks } from '../../common/async-iterable.js';
 import { createBlake3 } from '../../common/blake3.js';
+import { BlobService as BlobServiceDesc } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
 import { B3Digest } from '../b3-digest.js';
 import type { BlobPutOptions, BlobPutResult, BlobReadOptions, BlobService } from '../blob-service/blob-service.js';
 import { integrityError, verifiedStream } from '../blob-service/verify-stream.js';
 import { CastoreError, isCastoreError } from '../errors.js';
-import { BlobService as BlobServiceDesc } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
 import { type GrpcChannel, type GrpcChannelOptions, openGrpcChannel } from './channel.js';
 import { putBlobFast, readBlobFast } from './fast-blob-client.js';
 import { connectErrorToCastoreError, isNotFound } from './status.js';
@@ -62,7 +62,9 @@ export class GrpcBlobService implements BlobService {
     const callSignal = signal ? AbortSignal.any([signal, call.signal]) : call.signal;
     const mapError = (error: unknown) => connectErrorToCastoreError(error, { signal, operation: 'grpc BlobService.Read' });
     const iterator: AsyncIterator<Uint8Array> =
-      this.#options.fastBlobPath === false ? dataOf(this.#client.read({ digest: digest.bytes }, { signal: callSignal })) : readBlobFast(this.channel, digest.bytes, callSignal);
+      this.#options.fastBlobPath === false
+        ? dataOf(this.#client.read({ digest: digest.bytes }, { signal: callSignal }))
+        : readBlobFast(this.channel, digest.bytes, callSignal);
     let first: IteratorResult<Uint8Array>;
     try {
       first = await iterator.next();

@@ -5,13 +5,13 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { collect } from '../../common/async-iterable.js';
 import type { B3Digest } from '../b3-digest.js';
+import { MemoryBlobService } from '../blob-service/memory.js';
 import { Directory } from '../directory.js';
 import type { DirectoryService } from '../directory-service/directory-service.js';
+import { MemoryDirectoryService } from '../directory-service/memory.js';
 import { isCastoreError } from '../errors.js';
 import { directoryNode } from '../node.js';
 import { parsePathComponent } from '../path-component.js';
-import { MemoryBlobService } from '../blob-service/memory.js';
-import { MemoryDirectoryService } from '../directory-service/memory.js';
 import {
   DIRECTORY_A,
   DIRECTORY_A_DIGEST,
@@ -21,7 +21,7 @@ import {
   DIRECTORY_C_DIGEST,
   describeDirectoryServiceConformance,
 } from '../testing/index.js';
-import { GrpcDirectoryService, grpcDirectoryServiceFromUrl } from './grpc-directory-service.js';
+import { type GrpcDirectoryService, grpcDirectoryServiceFromUrl } from './grpc-directory-service.js';
 import { type CastoreServer, startCastoreServer } from './server.js';
 
 const servers = new WeakMap<GrpcDirectoryService, { server: CastoreServer; dir?: string }>();
@@ -83,16 +83,30 @@ describe('GrpcDirectoryService validates what the server sends', () => {
     ['root A: A', DIRECTORY_A_DIGEST, [DIRECTORY_A], undefined],
     ['root B: B, A', DIRECTORY_B_DIGEST, [DIRECTORY_B, DIRECTORY_A], undefined],
     ['root C: C, A', DIRECTORY_C_DIGEST, [DIRECTORY_C, DIRECTORY_A], undefined],
-    ['root C: C, B', DIRECTORY_C_DIGEST, [DIRECTORY_C, DIRECTORY_B], (e) => isCastoreError(e, 'BACKEND_FAILURE') && /unexpected directory/.test((e as Error).message)],
+    [
+      'root C: C, B',
+      DIRECTORY_C_DIGEST,
+      [DIRECTORY_C, DIRECTORY_B],
+      (e) => isCastoreError(e, 'BACKEND_FAILURE') && /unexpected directory/.test((e as Error).message),
+    ],
     ['root B: A', DIRECTORY_B_DIGEST, [DIRECTORY_A], (e) => isCastoreError(e, 'BACKEND_FAILURE')],
-    ['root BROKEN: BROKEN, A', BROKEN.digest, [BROKEN, DIRECTORY_A], (e) => isCastoreError(e, 'INVALID_DIRECTORY') && /wrong size/.test((e as Error).message)],
+    [
+      'root BROKEN: BROKEN, A',
+      BROKEN.digest,
+      [BROKEN, DIRECTORY_A],
+      (e) => isCastoreError(e, 'INVALID_DIRECTORY') && /wrong size/.test((e as Error).message),
+    ],
     ['root B: B (A missing at the end)', DIRECTORY_B_DIGEST, [DIRECTORY_B], (e) => isCastoreError(e, 'NOT_FOUND')],
   ];
   for (const [name, root, closure, rejects] of cases) {
     it(`getRecursive ${rejects ? 'rejects' : 'accepts'} ${name}`, async () => {
       scripted.closure = closure;
       if (rejects) await assert.rejects(collect(client.getRecursive(root)), rejects);
-      else assert.deepEqual((await collect(client.getRecursive(root))).map((d) => d.digest.toHex()), closure.map((d) => d.digest.toHex()));
+      else
+        assert.deepEqual(
+          (await collect(client.getRecursive(root))).map((d) => d.digest.toHex()),
+          closure.map((d) => d.digest.toHex()),
+        );
     });
   }
 

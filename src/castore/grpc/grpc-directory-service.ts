@@ -7,13 +7,13 @@
  */
 import { type Client, createClient } from '@connectrpc/connect';
 import type { AbortOptions } from '../../common/abort.js';
+import type { Directory as DirectoryMessage } from '../../gen/snix/castore/v1/castore_pb.js';
+import { DirectoryService as DirectoryServiceDesc } from '../../gen/snix/castore/v1/rpc_directory_pb.js';
 import type { B3Digest } from '../b3-digest.js';
 import type { Directory } from '../directory.js';
 import type { DirectoryService } from '../directory-service/directory-service.js';
 import { CastoreError } from '../errors.js';
 import { directoryFromMessage, directoryToMessage } from '../proto-convert.js';
-import type { Directory as DirectoryMessage } from '../../gen/snix/castore/v1/castore_pb.js';
-import { DirectoryService as DirectoryServiceDesc } from '../../gen/snix/castore/v1/rpc_directory_pb.js';
 import { type GrpcChannel, type GrpcChannelOptions, openGrpcChannel } from './channel.js';
 import { receivedDigest } from './grpc-blob-service.js';
 import { connectErrorToCastoreError, isNotFound } from './status.js';
@@ -41,7 +41,10 @@ export class GrpcDirectoryService implements DirectoryService {
     const callSignal = signal ? AbortSignal.any([signal, call.signal]) : call.signal;
     const messages: DirectoryMessage[] = [];
     try {
-      for await (const message of this.#client.get({ byWhat: { case: 'digest', value: digest.bytes }, recursive: false }, { signal: callSignal })) {
+      for await (const message of this.#client.get(
+        { byWhat: { case: 'digest', value: digest.bytes }, recursive: false },
+        { signal: callSignal },
+      )) {
         messages.push(message);
         if (messages.length > 1) break;
       }
@@ -52,7 +55,10 @@ export class GrpcDirectoryService implements DirectoryService {
       call.abort();
     }
     if (messages.length !== 1) {
-      throw new CastoreError('BACKEND_FAILURE', `grpc DirectoryService.Get answered ${messages.length} directories for ${digest}, expected one`);
+      throw new CastoreError(
+        'BACKEND_FAILURE',
+        `grpc DirectoryService.Get answered ${messages.length} directories for ${digest}, expected one`,
+      );
     }
     const directory = directoryFromMessage(messages[0] as DirectoryMessage);
     if (!directory.digest.equals(digest)) {
@@ -72,11 +78,17 @@ export class GrpcDirectoryService implements DirectoryService {
     const expected = new Map<string, number | undefined>([[root.toHex(), undefined]]);
     const received = new Set<string>();
     try {
-      for await (const message of this.#client.get({ byWhat: { case: 'digest', value: root.bytes }, recursive: true }, { signal: callSignal })) {
+      for await (const message of this.#client.get(
+        { byWhat: { case: 'digest', value: root.bytes }, recursive: true },
+        { signal: callSignal },
+      )) {
         const directory = directoryFromMessage(message);
         const key = directory.digest.toHex();
         if (!expected.has(key)) {
-          throw new CastoreError('BACKEND_FAILURE', `grpc DirectoryService.Get sent unexpected directory ${directory.digest} in the closure of ${root}`);
+          throw new CastoreError(
+            'BACKEND_FAILURE',
+            `grpc DirectoryService.Get sent unexpected directory ${directory.digest} in the closure of ${root}`,
+          );
         }
         if (received.has(key)) continue;
         const recordedSize = expected.get(key);

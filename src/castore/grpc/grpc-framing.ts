@@ -154,7 +154,10 @@ export class BlobChunkDecoder {
 
   #varintDone(): void {
     const value = this.#varint;
-    if (this.#state === State.SkipVarint) return this.#fieldDone();
+    if (this.#state === State.SkipVarint) {
+      this.#fieldDone();
+      return;
+    }
     if (this.#state === State.Length) {
       if (value > this.#messageLeft) throw protocolError('BlobChunk field longer than its message');
       this.#fieldLeft = value;
@@ -173,7 +176,8 @@ export class BlobChunkDecoder {
     }
     switch (wireType) {
       case 0:
-        return this.#beginVarint(State.SkipVarint);
+        this.#beginVarint(State.SkipVarint);
+        return;
       case 1:
       case 5:
         this.#fieldLeft = wireType === 1 ? 8 : 4;
@@ -181,7 +185,8 @@ export class BlobChunkDecoder {
         this.#state = State.SkipBytes;
         return;
       case 2:
-        return this.#beginVarint(State.Length);
+        this.#beginVarint(State.Length);
+        return;
       default:
         throw protocolError(`unsupported wire type ${wireType} in BlobChunk`);
     }
@@ -212,7 +217,8 @@ export class MessageDecoder {
     while (data.byteLength >= MESSAGE_PREFIX_LENGTH) {
       if (data[0] !== 0) throw new ConnectError('compressed messages are not supported', Code.Internal);
       const length = new DataView(data.buffer, data.byteOffset, MESSAGE_PREFIX_LENGTH).getUint32(1);
-      if (length > this.#maxLength) throw new ConnectError(`message of ${length} bytes exceeds the limit of ${this.#maxLength}`, Code.ResourceExhausted);
+      if (length > this.#maxLength)
+        throw new ConnectError(`message of ${length} bytes exceeds the limit of ${this.#maxLength}`, Code.ResourceExhausted);
       if (data.byteLength < MESSAGE_PREFIX_LENGTH + length) break;
       out.push(data.slice(MESSAGE_PREFIX_LENGTH, MESSAGE_PREFIX_LENGTH + length));
       data = data.subarray(MESSAGE_PREFIX_LENGTH + length);

@@ -4,7 +4,7 @@
  * as `snix.castore.v1`, the server, and channel URLs. Pulls in node:http2
  * and connect, so the rest of castore never imports it statically.
  */
-export { createBlobServiceImpl, DEFAULT_READ_CHUNK_SIZE, type BlobServiceServerOptions } from './blob-service-server.js';
+export { type BlobServiceServerOptions, createBlobServiceImpl, DEFAULT_READ_CHUNK_SIZE } from './blob-service-server.js';
 export {
   DEFAULT_CONNECTION_WINDOW_SIZE,
   DEFAULT_MAX_FRAME_SIZE,
@@ -22,8 +22,8 @@ export { type GrpcCastore, openGrpcCastore } from './open-grpc-castore.js';
 export { type CastoreServer, type CastoreServerOptions, DEFAULT_CLOSE_GRACE_MS, parseListenAddress, startCastoreServer } from './server.js';
 export {
   CASTORE_ERROR_CODE_TRAILER,
+  type ConnectErrorMappingOptions,
   castoreCodeToGrpcCode,
   castoreErrorToConnectError,
-  type ConnectErrorMappingOptions,
   connectErrorToCastoreError,
 } from './status.js';

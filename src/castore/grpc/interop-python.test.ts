@@ -9,8 +9,8 @@ import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { concatBytes } from '../../common/async-iterable.js';
 import { B3Digest } from '../b3-digest.js';
 import { MemoryBlobService } from '../blob-service/memory.js';
@@ -85,7 +85,7 @@ print(json.dumps(out))
 
 // A Python BlobService server for our clients: it holds one blob whose digest it is told
 // (Python has no BLAKE3) and streams it in 50,000-byte messages.
-const SERVER = String.raw`
+const SERVER = `
 import sys
 sys.path.insert(0, sys.argv[1])
 from concurrent import futures
@@ -169,7 +169,12 @@ describe('interop with the Python grpcio client (gRPC C-core)', { skip: typeof t
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'kiln-grpc-python-'));
     const protos = (await fs.readdir(path.join(PROTO_ROOT, 'snix/castore/v1'))).filter((f) => f.endsWith('.proto'));
     const [command, ...args] = tools.protoc as [string, ...string[]];
-    await run(command, [...args, `--python_out=${dir}`, `-I${PROTO_ROOT}`, ...protos.map((f) => path.join(PROTO_ROOT, 'snix/castore/v1', f))]);
+    await run(command, [
+      ...args,
+      `--python_out=${dir}`,
+      `-I${PROTO_ROOT}`,
+      ...protos.map((f) => path.join(PROTO_ROOT, 'snix/castore/v1', f)),
+    ]);
     await fs.writeFile(path.join(dir, 'client.py'), CLIENT);
     await fs.writeFile(path.join(dir, 'server.py'), SERVER);
   });
@@ -254,7 +259,9 @@ describe('GrpcBlobService against the Python grpcio server (gRPC C-core)', { ski
     it(`has, read (verified, from an offset, cancelled early) and put work over ${transport} (${fastBlobPath ? 'fast' : 'connect'} client)`, async () => {
       if (typeof tools === 'string') return;
       const address = transport === 'unix' ? `unix://${path.join(dir, `py-${fastBlobPath}.sock`)}` : '127.0.0.1:0';
-      const child = spawn(tools.python, [path.join(dir, 'server.py'), dir, address, String(BLOB_SIZE), digest.toHex()], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(tools.python, [path.join(dir, 'server.py'), dir, address, String(BLOB_SIZE), digest.toHex()], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       try {
         const port = await new Promise<string>((resolve, reject) => {
           let output = ''; // an unbuffered python may write "ready" and the port separately
@@ -287,7 +294,9 @@ describe('GrpcBlobService against the Python grpcio server (gRPC C-core)', { ski
           assert.equal(result.size, BLOB_SIZE);
           assert.ok(result.digest.equals(digest));
           // The server answers all-zero for bytes it does not hold: a mismatch the client must catch.
-          await assert.rejects(service.put(data.subarray(1), { expectedDigest: B3Digest.of(data.subarray(1)) }), (e) => isCastoreError(e, 'INTEGRITY_MISMATCH'));
+          await assert.rejects(service.put(data.subarray(1), { expectedDigest: B3Digest.of(data.subarray(1)) }), (e) =>
+            isCastoreError(e, 'INTEGRITY_MISMATCH'),
+          );
         } finally {
           await service.close();
         }

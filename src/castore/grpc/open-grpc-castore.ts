@@ -17,7 +17,10 @@ export interface GrpcCastore {
  * Opens `url` (see channel-url.ts) as a Castore whose two services share one
  * HTTP/2 connection; `close()` closes both and then the connection.
  */
-export async function openGrpcCastore(url: string, options: GrpcChannelOptions & GrpcBlobServiceOptions & AbortOptions = {}): Promise<GrpcCastore> {
+export async function openGrpcCastore(
+  url: string,
+  options: GrpcChannelOptions & GrpcBlobServiceOptions & AbortOptions = {},
+): Promise<GrpcCastore> {
   const channel = await openGrpcChannel(url, options);
   const blobService = new GrpcBlobService(channel, { ...options, keepChannelOpen: true });
   const directoryService = new GrpcDirectoryService(channel, { keepChannelOpen: true });

@@ -23,10 +23,10 @@ import { directoryToMessage } from '../proto-convert.js';
 import { BLOB_B, BLOB_B_DIGEST, DIRECTORY_A, DIRECTORY_B, DIRECTORY_B_DIGEST } from '../testing/fixtures.js';
 import { GrpcChannel } from './channel.js';
 import { BLOB_PUT_PATH, readBlobFast } from './fast-blob-client.js';
-import { blobChunkFrameHead, frameMessage } from './grpc-framing.js';
 import { GrpcBlobService } from './grpc-blob-service.js';
-import { CASTORE_ERROR_CODE_TRAILER } from './status.js';
+import { blobChunkFrameHead, frameMessage } from './grpc-framing.js';
 import { type CastoreServer, startCastoreServer } from './server.js';
+import { CASTORE_ERROR_CODE_TRAILER } from './status.js';
 
 /** Records how every put ended, so a test can wait for the server to give up on a cut-off upload. */
 class SpyBlobService implements BlobService {
@@ -40,7 +40,12 @@ class SpyBlobService implements BlobService {
   }
   put(source: ByteSource, options?: BlobPutOptions): Promise<BlobPutResult> {
     const result = this.inner.put(source, options);
-    this.outcomes.push(result.then(() => 'stored' as const, () => 'failed' as const));
+    this.outcomes.push(
+      result.then(
+        () => 'stored' as const,
+        () => 'failed' as const,
+      ),
+    );
     return result;
   }
   async close() {}
@@ -57,7 +62,12 @@ class SpyDirectoryService implements DirectoryService {
   }
   putMany(directories: AsyncIterable<Directory> | Iterable<Directory>, options?: AbortOptions) {
     const result = this.inner.putMany(directories, options);
-    this.outcomes.push(result.then(() => 'stored' as const, () => 'failed' as const));
+    this.outcomes.push(
+      result.then(
+        () => 'stored' as const,
+        () => 'failed' as const,
+      ),
+    );
     return result;
   }
   async close() {}
@@ -142,8 +152,13 @@ for (const fastBlobPath of [true, false]) {
     it('sends Read responses in messages of at most 1 MiB (under every peer’s 4 MiB limit)', async () => {
       const data = new Uint8Array(5 << 20).fill(7);
       const { digest } = await blobs.inner.put(data);
-      const sizes = (await collect(createClient(BlobServiceDesc, channel.transport).read({ digest: digest.bytes }))).map((m) => m.data.byteLength);
-      assert.equal(sizes.reduce((a, b) => a + b, 0), data.byteLength);
+      const sizes = (await collect(createClient(BlobServiceDesc, channel.transport).read({ digest: digest.bytes }))).map(
+        (m) => m.data.byteLength,
+      );
+      assert.equal(
+        sizes.reduce((a, b) => a + b, 0),
+        data.byteLength,
+      );
       assert.ok(Math.max(...sizes) <= 1 << 20, `largest message ${Math.max(...sizes)}`);
     });
 
@@ -176,7 +191,9 @@ for (const fastBlobPath of [true, false]) {
       const cancel = new AbortController();
       const stream = session.request(grpcHeaders('/snix.castore.v1.DirectoryService/Put'), { signal: cancel.signal });
       stream.on('error', () => {});
-      await new Promise<void>((resolve) => stream.write(frameMessage(toBinary(DirectorySchema, directoryToMessage(DIRECTORY_A))), () => resolve()));
+      await new Promise<void>((resolve) =>
+        stream.write(frameMessage(toBinary(DirectorySchema, directoryToMessage(DIRECTORY_A))), () => resolve()),
+      );
       const outcome = waitForOutcome(directories.outcomes, started + 1);
       cancel.abort();
       assert.equal(await outcome, 'failed');
@@ -222,7 +239,11 @@ for (const fastBlobPath of [true, false]) {
 
 describe('startCastoreServer', () => {
   it('listens on TCP port 0, reports the bound port, and close() stops it', async () => {
-    const server = await startCastoreServer({ listen: '127.0.0.1:0', blobService: new MemoryBlobService(), directoryService: new MemoryDirectoryService() });
+    const server = await startCastoreServer({
+      listen: '127.0.0.1:0',
+      blobService: new MemoryBlobService(),
+      directoryService: new MemoryDirectoryService(),
+    });
     const port = Number(server.address.split(':')[1]);
     assert.ok(port > 0);
     assert.equal(server.url, `grpc+http://127.0.0.1:${port}`);

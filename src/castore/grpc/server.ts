@@ -15,7 +15,12 @@ import type { BlobService } from '../blob-service/blob-service.js';
 import type { DirectoryService } from '../directory-service/directory-service.js';
 import { CastoreError } from '../errors.js';
 import { type BlobServiceServerOptions, createBlobServiceImpl } from './blob-service-server.js';
-import { DEFAULT_CONNECTION_WINDOW_SIZE, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_SESSION_MEMORY_MIB, DEFAULT_STREAM_WINDOW_SIZE } from './channel.js';
+import {
+  DEFAULT_CONNECTION_WINDOW_SIZE,
+  DEFAULT_MAX_FRAME_SIZE,
+  DEFAULT_MAX_SESSION_MEMORY_MIB,
+  DEFAULT_STREAM_WINDOW_SIZE,
+} from './channel.js';
 import { createDirectoryServiceImpl } from './directory-service-server.js';
 import { createFastBlobHandler } from './fast-blob-server.js';
 
@@ -103,7 +108,10 @@ export async function startCastoreServer(options: CastoreServerOptions): Promise
     maxSessionMemory: DEFAULT_MAX_SESSION_MEMORY_MIB,
   };
   const server = options.tls
-    ? http2.createSecureServer({ ...serverOptions, cert: Buffer.from(options.tls.cert), key: Buffer.from(options.tls.key), allowHTTP1: false }, handler)
+    ? http2.createSecureServer(
+        { ...serverOptions, cert: Buffer.from(options.tls.cert), key: Buffer.from(options.tls.key), allowHTTP1: false },
+        handler,
+      )
     : http2.createServer(serverOptions, handler);
   const connectionWindow = options.connectionWindowSize ?? DEFAULT_CONNECTION_WINDOW_SIZE;
   const sessions = new Set<http2.ServerHttp2Session>();

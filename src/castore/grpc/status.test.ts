@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { type CastoreErrorCode, CastoreError, isCastoreError } from '../errors.js';
+import { CastoreError, type CastoreErrorCode, isCastoreError } from '../errors.js';
 import { CASTORE_ERROR_CODE_TRAILER, castoreCodeToGrpcCode, castoreErrorToConnectError, connectErrorToCastoreError } from './status.js';
 
 describe('castoreCodeToGrpcCode', () => {

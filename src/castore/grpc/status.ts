@@ -47,7 +47,13 @@ export function castoreErrorToConnectError(error: unknown, signal?: AbortSignal)
   if (error instanceof ConnectError) return error;
   if (isAbortReason(error, signal)) return new ConnectError('call canceled', Code.Canceled, undefined, undefined, error);
   if (error instanceof CastoreError) {
-    return new ConnectError(error.message, castoreCodeToGrpcCode(error.code), { [CASTORE_ERROR_CODE_TRAILER]: error.code }, undefined, error);
+    return new ConnectError(
+      error.message,
+      castoreCodeToGrpcCode(error.code),
+      { [CASTORE_ERROR_CODE_TRAILER]: error.code },
+      undefined,
+      error,
+    );
   }
   const message = error instanceof Error ? error.message : String(error);
   return new ConnectError(message, Code.Internal, undefined, undefined, error);

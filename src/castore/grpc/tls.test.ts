@@ -8,8 +8,8 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { concatBytes } from '../../common/async-iterable.js';
 import { MemoryBlobService } from '../blob-service/memory.js';
 import { MemoryDirectoryService } from '../directory-service/memory.js';
@@ -43,8 +43,23 @@ describe('castore gRPC over TLS (grpc+https)', { skip: skip ?? false }, () => {
     const key = path.join(dir, 'key.pem');
     const cert = path.join(dir, 'cert.pem');
     await run('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert,
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
     ]);
     ca = await fs.readFile(cert, 'utf8');
     server = await startCastoreServer({
@@ -81,7 +96,9 @@ describe('castore gRPC over TLS (grpc+https)', { skip: skip ?? false }, () => {
   }
 
   it('refuses the self-signed certificate without the ca option', async () => {
-    await assert.rejects(grpcBlobServiceFromUrl(`grpc+https://localhost:${port}?wait-connect=1`), (e) => isCastoreError(e, 'BACKEND_FAILURE'));
+    await assert.rejects(grpcBlobServiceFromUrl(`grpc+https://localhost:${port}?wait-connect=1`), (e) =>
+      isCastoreError(e, 'BACKEND_FAILURE'),
+    );
     const lazy = await grpcBlobServiceFromUrl(`grpc+https://localhost:${port}`);
     await assert.rejects(lazy.has(BLOB_B_DIGEST), (e) => isCastoreError(e, 'BACKEND_FAILURE'));
     await lazy.close();
