@@ -1,7 +1,7 @@
 /**
  * A client connection to a gRPC endpoint: one HTTP/2 session, opened lazily
  * (or eagerly with `wait-connect=1`), reopened after it dies, and tuned for
- * bulk transfer (large flow-control windows and frames, no compression).
+ * bulk transfer (large flow-control windows, no compression).
  * Blob and directory clients, and later the build client, share this.
  */
 import * as http2 from 'node:http2';
@@ -16,7 +16,11 @@ import { type ChannelAddress, channelOrigin, parseChannelUrl } from './channel-u
 export const DEFAULT_STREAM_WINDOW_SIZE = 16 << 20;
 /** Connection-wide flow-control window. */
 export const DEFAULT_CONNECTION_WINDOW_SIZE = 64 << 20;
-/** Largest HTTP/2 frame a peer may send us; fewer frames means less per-frame work. */
+/**
+ * Largest HTTP/2 frame we let a peer send. node:http2 itself always sends
+ * DATA frames of at most 16 KiB, but other implementations send larger
+ * frames when allowed, which means less per-frame work on both ends.
+ */
 export const DEFAULT_MAX_FRAME_SIZE = (1 << 24) - 1;
 /** Memory (MiB) nghttp2 may buffer per session before refusing new streams. */
 export const DEFAULT_MAX_SESSION_MEMORY_MIB = 256;

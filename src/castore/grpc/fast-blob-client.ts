@@ -68,6 +68,21 @@ class ResponseState {
   checkTrailers(): void {
     validateTrailer(this.trailers, this.headers ?? new Headers());
   }
+
+  /** Throws the error status the server sent so far, if any. */
+  throwSentError(): void {
+    if (this.headers?.has('grpc-status')) this.checkHeaders();
+    if (this.trailers.has('grpc-status')) this.checkTrailers();
+  }
+
+  /** During an upload: throws when the server already ended the call (with its status if it sent one). */
+  checkNotEnded(stream: http2.ClientHttp2Stream): void {
+    const statusSent = this.headers?.has('grpc-status') || this.trailers.has('grpc-status');
+    if (!statusSent && !stream.closed) return;
+    this.throwSentError();
+    if (!statusSent) throw streamError(stream);
+    throw new ConnectError('protocol error: the server ended the call before the upload ended', Code.Internal);
+  }
 }
 
 function cancelStream(stream: http2.ClientHttp2Stream): void {
@@ -171,8 +186,7 @@ export async function putBlobFast(
           break;
         }
         signal?.throwIfAborted();
-        // The server answered before the upload ended: that can only be an error.
-        if (response.headers || stream.closed) break;
+        response.checkNotEnded(stream);
         const chunk = next.value;
         for (let offset = 0; offset + chunkSize < chunk.byteLength; offset += chunkSize) {
           window.write(blobChunkFrameHead(chunkSize));
@@ -193,7 +207,7 @@ export async function putBlobFast(
     } catch (error) {
       cancelStream(stream);
       // A server that failed the call first explains the failure better.
-      if (response.headers?.has('grpc-status') && !signal?.aborted) response.checkHeaders();
+      if (!signal?.aborted) response.throwSentError();
       throw error;
     } finally {
       if (!sourceDone) void Promise.resolve(iterator.return?.()).catch(() => {});

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import type { AbortOptions } from '../../common/abort.js';
-import { type ByteSource, collect } from '../../common/async-iterable.js';
+import { type ByteSource, collect, toChunks } from '../../common/async-iterable.js';
 import { DirectorySchema } from '../../gen/snix/castore/v1/castore_pb.js';
 import { BlobService as BlobServiceDesc } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
 import { DirectoryService as DirectoryServiceDesc } from '../../gen/snix/castore/v1/rpc_directory_pb.js';
@@ -18,7 +18,7 @@ import { MemoryBlobService } from '../blob-service/memory.js';
 import type { Directory } from '../directory.js';
 import type { DirectoryService } from '../directory-service/directory-service.js';
 import { MemoryDirectoryService } from '../directory-service/memory.js';
-import { isCastoreError } from '../errors.js';
+import { CastoreError, isCastoreError } from '../errors.js';
 import { directoryToMessage } from '../proto-convert.js';
 import { BLOB_B, BLOB_B_DIGEST, DIRECTORY_A, DIRECTORY_B, DIRECTORY_B_DIGEST } from '../testing/fixtures.js';
 import { GrpcChannel } from './channel.js';
@@ -296,4 +296,41 @@ describe('startCastoreServer', () => {
       await server.close();
     }
   });
+});
+
+/** A store that gives up after the first chunk of every upload. */
+class FullBlobService extends MemoryBlobService {
+  override async put(source: ByteSource): Promise<BlobPutResult> {
+    await toChunks(source).next();
+    throw new CastoreError('BACKEND_FAILURE', 'disk full');
+  }
+}
+
+describe('a server that fails an upload midway', () => {
+  for (const [fastBlobPath, client] of [
+    [true, 'fast'],
+    [true, 'connect'],
+    [false, 'fast'],
+    [false, 'connect'],
+  ] as const) {
+    it(`reports its error to a ${client} client still uploading (${fastBlobPath ? 'fast' : 'connect'} server path)`, async () => {
+      const server = await startCastoreServer({
+        listen: '127.0.0.1:0',
+        blobService: new FullBlobService(),
+        directoryService: new MemoryDirectoryService(),
+        fastBlobPath,
+      });
+      const service = new GrpcBlobService(new GrpcChannel(server.url), { fastBlobPath: client === 'fast' });
+      try {
+        async function* endless() {
+          const piece = new Uint8Array(1 << 20);
+          for (let i = 0; i < 256; i++) yield piece;
+        }
+        await assert.rejects(service.put(endless()), (e) => isCastoreError(e, 'BACKEND_FAILURE') && /disk full/.test((e as Error).message));
+      } finally {
+        await service.close();
+        await server.close();
+      }
+    });
+  }
 });
