@@ -9,6 +9,7 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { parseContentType, parseTimeout } from '@connectrpc/connect/protocol-grpc';
 import { PutBlobResponseSchema, type ReadBlobRequest, ReadBlobRequestSchema } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
+import type { B3Digest } from '../b3-digest.js';
 import type { BlobService } from '../blob-service/blob-service.js';
 import { DEFAULT_READ_CHUNK_SIZE, limitChunkSize } from './blob-service-server.js';
 import { ChunkCoalescer } from './chunk-coalescer.js';
@@ -181,7 +182,15 @@ async function servePut(service: BlobService, stream: http2.ServerHttp2Stream, c
     const rest = coalescer.takeAll();
     if (rest) yield rest;
   }
-  const { digest } = await service.put(data(), { signal });
+  const source = data();
+  let digest: B3Digest;
+  try {
+    ({ digest } = await service.put(source, { signal }));
+  } finally {
+    // A backend that stopped reading early may not have closed the source. Not
+    // awaited: a read still pending ends only when the stream does (below).
+    source.return(undefined).catch(() => {});
+  }
   signal.throwIfAborted();
   respond(stream, contentType);
   stream.end(frameMessage(toBinary(PutBlobResponseSchema, create(PutBlobResponseSchema, { digest: digest.bytes }))));
