@@ -1,7 +1,10 @@
 /**
  * A BlobService backed by a remote `snix.castore.v1.BlobService`. Every read
- * is verified against the digest it was requested under; `put` streams the
- * source and trusts nothing the server says without checking its length.
+ * is verified against the digest it was requested under (an offset read
+ * downloads and hashes the skipped prefix too). `put` streams the source and
+ * returns the digest the server computed; with `expectedDigest` it also
+ * hashes locally and resets the call before its end on a mismatch, so the
+ * server stores nothing.
  */
 import { type Client, createClient } from '@connectrpc/connect';
 import type { AbortOptions } from '../../common/abort.js';
@@ -31,6 +34,12 @@ export interface GrpcBlobServiceOptions {
   fastBlobPath?: boolean;
 }
 
+/**
+ * The gRPC BlobService client: just another backend. `has` is Stat (NOT_FOUND
+ * → false), `read` is a verified Read (NOT_FOUND → undefined), `put` is Put.
+ * Read and Put use the fast path unless `fastBlobPath: false`. Breaking out
+ * of a read cancels the call. Calls may run concurrently on the channel.
+ */
 export class GrpcBlobService implements BlobService {
   readonly channel: GrpcChannel;
   readonly #client: Client<typeof BlobServiceDesc>;

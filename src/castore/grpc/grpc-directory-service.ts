@@ -23,6 +23,12 @@ export interface GrpcDirectoryServiceOptions {
   keepChannelOpen?: boolean;
 }
 
+/**
+ * The gRPC DirectoryService client: just another backend. `get` is a
+ * non-recursive Get (NOT_FOUND → undefined), `getRecursive` a recursive Get
+ * (empty stream → nothing), `putMany` a Put of the leaves-first closure.
+ * Breaking out of `getRecursive` cancels the call.
+ */
 export class GrpcDirectoryService implements DirectoryService {
   readonly channel: GrpcChannel;
   readonly #client: Client<typeof DirectoryServiceDesc>;

@@ -19,7 +19,14 @@ export { createDirectoryServiceImpl } from './directory-service-server.js';
 export { DEFAULT_PUT_CHUNK_SIZE, GrpcBlobService, type GrpcBlobServiceOptions, grpcBlobServiceFromUrl } from './grpc-blob-service.js';
 export { GrpcDirectoryService, type GrpcDirectoryServiceOptions, grpcDirectoryServiceFromUrl } from './grpc-directory-service.js';
 export { type GrpcCastore, openGrpcCastore } from './open-grpc-castore.js';
-export { type CastoreServer, type CastoreServerOptions, DEFAULT_CLOSE_GRACE_MS, parseListenAddress, startCastoreServer } from './server.js';
+export {
+  type CastoreServer,
+  type CastoreServerOptions,
+  DEFAULT_CLOSE_GRACE_MS,
+  type ListenAddress,
+  parseListenAddress,
+  startCastoreServer,
+} from './server.js';
 export {
   CASTORE_ERROR_CODE_TRAILER,
   type ConnectErrorMappingOptions,

@@ -60,7 +60,8 @@ export interface CastoreServer {
   close(options?: { graceMs?: number }): Promise<void>;
 }
 
-type ListenAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
+/** Where `startCastoreServer` listens, parsed from its `listen` option. */
+export type ListenAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 
 /** Parses a `listen` value; throws `CastoreError('INVALID_URL')` naming it. */
 export function parseListenAddress(listen: string): ListenAddress {
