@@ -74,20 +74,6 @@ export interface PutFileOptions extends AbortOptions {
    * that size be read without the extra call that would confirm its end.
    */
   sizeHint?: number;
-  /**
-   * A digest the caller has reason to believe the file still hashes to (a
-   * digest cache keyed by the file's identity, see import/file-digest-cache).
-   * When a blob with this digest is stored, the file is not read: the result
-   * is this digest, `sizeHint` as size, and `cacheHit: true`. Otherwise the
-   * file is stored as without this option. Ignored without `sizeHint`.
-   */
-  cachedDigest?: B3Digest;
-}
-
-/** What `putFile` resolves to. */
-export interface PutFileResult extends BlobPutResult {
-  /** Whether `cachedDigest` was found stored, so the file was not read. */
-  readonly cacheHit: boolean;
 }
 
 /**
@@ -102,7 +88,7 @@ export interface PutFileResult extends BlobPutResult {
  * them (`code`, `syscall`, `path`).
  */
 export interface LocalFileIngest {
-  putFile(path: string | Buffer, options?: PutFileOptions): Promise<PutFileResult>;
+  putFile(path: string | Buffer, options?: PutFileOptions): Promise<BlobPutResult>;
 }
 
 export function hasLocalFileIngest<T extends object>(service: T): service is T & LocalFileIngest {

@@ -38,20 +38,16 @@ export interface FilePutResult {
   readonly size: number;
   /** Whether this call wrote the blob (false: it was already stored). */
   readonly stored: boolean;
-  /** Whether the blob of `cachedDigest` was stored, so the file was not read (`size` is then `sizeHint`). */
-  readonly cacheHit: boolean;
 }
 
 /**
  * Stores the bytes of the regular file at `path`, read front to back until
  * end of file. A symlink is not followed (the open fails with ELOOP).
  * `sizeHint`, the size a recent stat reported, lets a file that still has
- * that size skip the read that would confirm its end. With `cachedDigest`
- * (32 bytes, from a digest cache), the file is not read at all when that
- * blob is stored. Filesystem errors are thrown as Node raised them (`code`,
- * `syscall`, `path`).
+ * that size skip the read that would confirm its end. Filesystem errors are
+ * thrown as Node raised them (`code`, `syscall`, `path`).
  */
-export type FilePutter = (path: string | Uint8Array, sizeHint: number, cachedDigest?: Uint8Array) => FilePutResult;
+export type FilePutter = (path: string | Uint8Array, sizeHint: number) => FilePutResult;
 
 /** A putter with its own reusable read buffer (allocated on first use) and temp-name counter. */
 export declare function createFilePutter(options: FilePutterOptions): FilePutter;

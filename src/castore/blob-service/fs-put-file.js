@@ -60,14 +60,14 @@ export function createFilePutter(options) {
         closeSync(fd);
         fd = -1;
         rmSync(tmpPath, { force: true });
-        return { digest: finalDigest, size, stored: false, cacheHit: false };
+        return { digest: finalDigest, size, stored: false };
       }
       if (fsyncAlways) fdatasyncSync(fd);
       closeSync(fd);
       fd = -1;
       renameSync(tmpPath, target);
       if (fsyncAlways) syncDirectory(dirname(target));
-      return { digest: finalDigest, size, stored: true, cacheHit: false };
+      return { digest: finalDigest, size, stored: true };
     } catch (error) {
       if (fd >= 0) closeSync(fd);
       rmSync(tmpPath, { force: true });
@@ -78,11 +78,9 @@ export function createFilePutter(options) {
   /**
    * Stores the bytes of the file at `path` (not following a symlink), read
    * front to back until end of file. `sizeHint`, the size a stat saw, saves
-   * the read that would confirm the end of the file; `cachedDigest` skips
-   * the file when its blob is stored.
+   * the read that would confirm the end of the file.
    */
-  return function putFile(path, sizeHint, cachedDigest) {
-    if (cachedDigest && existsSync(blobPath(cachedDigest))) return { digest: cachedDigest, size: sizeHint, stored: false, cacheHit: true };
+  return function putFile(path, sizeHint) {
     buffer ??= Buffer.allocUnsafe(PUT_FILE_BUFFER_SIZE);
     let source = openSync(path, SOURCE_FLAGS);
     try {
@@ -100,7 +98,7 @@ export function createFilePutter(options) {
       const hasher = createHash();
       hasher.update(data);
       const digest = new Uint8Array(hasher.digest());
-      if (existsSync(blobPath(digest))) return { digest, size: filled, stored: false, cacheHit: false };
+      if (existsSync(blobPath(digest))) return { digest, size: filled, stored: false };
       return writeBlob(data, undefined, digest);
     } finally {
       if (source >= 0) closeSync(source);

@@ -38,7 +38,6 @@ export interface FilePutPoolOptions extends Omit<FilePutterOptions, 'createHash'
 interface Job {
   readonly path: Buffer;
   readonly sizeHint: number;
-  readonly cachedDigest: Uint8Array | undefined;
   readonly signal: AbortSignal | undefined;
   readonly resolve: (result: FilePutResult) => void;
   readonly reject: (error: unknown) => void;
@@ -50,16 +49,11 @@ interface PutWorker {
   readonly batches: Map<number, Job[]>;
 }
 
-/** Bits of the per-file flags of batches and their results (see fs-put-worker.js). */
-const CACHED_DIGEST = 1;
-const STORED = 2;
-const CACHE_HIT = 4;
-
 interface BatchResult {
   readonly id: number;
   readonly digests: Uint8Array;
   readonly sizes: Float64Array;
-  readonly flags: Uint8Array;
+  readonly stored: Uint8Array;
   readonly errors?: readonly SerializedError[];
 }
 
@@ -93,14 +87,14 @@ export class FilePutPool {
   }
 
   /** Stores the file at `path`; see `FilePutter` for the semantics. */
-  put(path: Buffer, sizeHint: number, cachedDigest?: Uint8Array, signal?: AbortSignal): Promise<FilePutResult> {
+  put(path: Buffer, sizeHint: number, signal?: AbortSignal): Promise<FilePutResult> {
     if (this.#closed) return Promise.reject(new CastoreError('BACKEND_FAILURE', 'the blob service is closed'));
     signal?.throwIfAborted();
-    if (this.#threads === 0 || this.#workersFailed) return this.#putInline(path, sizeHint, cachedDigest);
+    if (this.#threads === 0 || this.#workersFailed) return this.#putInline(path, sizeHint);
     if (this.#workers.length === 0) this.#startWorkers();
-    if (this.#workersFailed) return this.#putInline(path, sizeHint, cachedDigest);
+    if (this.#workersFailed) return this.#putInline(path, sizeHint);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ path, sizeHint, cachedDigest, signal, resolve, reject });
+      this.#queue.push({ path, sizeHint, signal, resolve, reject });
       this.#inFlight++;
       if (!this.#pumpScheduled) {
         this.#pumpScheduled = true;
@@ -119,9 +113,9 @@ export class FilePutPool {
     return this.#closing;
   }
 
-  #putInline(path: Buffer, sizeHint: number, cachedDigest: Uint8Array | undefined): Promise<FilePutResult> {
+  #putInline(path: Buffer, sizeHint: number): Promise<FilePutResult> {
     try {
-      return Promise.resolve(this.#inlinePutter()(path, sizeHint, cachedDigest));
+      return Promise.resolve(this.#inlinePutter()(path, sizeHint));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -194,24 +188,17 @@ export class FilePutPool {
     const paths = new Uint8Array(pathBytes);
     const ends = new Uint32Array(jobs.length);
     const hints = new Float64Array(jobs.length);
-    const cached = new Uint8Array(32 * jobs.length);
-    const flags = new Uint8Array(jobs.length);
     let offset = 0;
     for (const [index, job] of jobs.entries()) {
       paths.set(job.path, offset);
       offset += job.path.byteLength;
       ends[index] = offset;
       hints[index] = job.sizeHint;
-      if (job.cachedDigest) {
-        cached.set(job.cachedDigest, 32 * index);
-        flags[index] = CACHED_DIGEST;
-      }
     }
     const id = this.#nextBatchId++;
     if (target.batches.size === 0) target.worker.ref();
     target.batches.set(id, jobs);
-    const transfer = [paths.buffer, ends.buffer, hints.buffer, cached.buffer, flags.buffer];
-    target.worker.postMessage({ id, paths, ends, hints, cached, flags }, transfer);
+    target.worker.postMessage({ id, paths, ends, hints }, [paths.buffer, ends.buffer, hints.buffer]);
   }
 
   #finishBatch(state: PutWorker, result: BatchResult): void {
@@ -225,13 +212,7 @@ export class FilePutPool {
       if (error) this.#settle(job, undefined, revive(error));
       else {
         const digest = result.digests.slice(32 * index, 32 * index + 32);
-        const flags = result.flags[index] as number;
-        this.#settle(job, {
-          digest,
-          size: result.sizes[index] as number,
-          stored: (flags & STORED) !== 0,
-          cacheHit: (flags & CACHE_HIT) !== 0,
-        });
+        this.#settle(job, { digest, size: result.sizes[index] as number, stored: result.stored[index] === 1 });
       }
     }
   }
@@ -242,7 +223,7 @@ export class FilePutPool {
       return;
     }
     try {
-      this.#settle(job, this.#inlinePutter()(job.path, job.sizeHint, job.cachedDigest));
+      this.#settle(job, this.#inlinePutter()(job.path, job.sizeHint));
     } catch (error) {
       this.#settle(job, undefined, error);
     }

@@ -9,30 +9,23 @@ const require = createRequire(import.meta.url);
 const blake3 = require(workerData.blake3 === 'native' ? '@c4312/blake3-native' : 'blake3-wasm/dist/node/index.js');
 const putFile = createFilePutter({ ...workerData.putter, createHash: () => blake3.createHash() });
 
-/** Bits of the per-file `flags` in requests and answers. */
-const CACHED_DIGEST = 1;
-const STORED = 2;
-const CACHE_HIT = 4;
-
-parentPort.on('message', ({ id, paths, ends, hints, cached, flags }) => {
+parentPort.on('message', ({ id, paths, ends, hints }) => {
   const count = ends.length;
   const digests = new Uint8Array(32 * count);
   const sizes = new Float64Array(count);
-  const outcomes = new Uint8Array(count);
+  const stored = new Uint8Array(count);
   let errors;
   for (let index = 0, start = 0; index < count; start = ends[index++]) {
     try {
-      const path = Buffer.from(paths.buffer, paths.byteOffset + start, ends[index] - start);
-      const cachedDigest = flags[index] & CACHED_DIGEST ? cached.subarray(32 * index, 32 * index + 32) : undefined;
-      const result = putFile(path, hints[index], cachedDigest);
+      const result = putFile(Buffer.from(paths.buffer, paths.byteOffset + start, ends[index] - start), hints[index]);
       digests.set(result.digest, 32 * index);
       sizes[index] = result.size;
-      outcomes[index] = (result.stored ? STORED : 0) | (result.cacheHit ? CACHE_HIT : 0);
+      stored[index] = result.stored ? 1 : 0;
     } catch (error) {
       const { message, code, errno, syscall, path } = error instanceof Error ? error : new Error(String(error));
       (errors ??= []).push({ index, message, code, errno, syscall, path: typeof path === 'string' ? path : undefined });
     }
   }
-  parentPort.postMessage({ id, digests, sizes, flags: outcomes, errors }, [digests.buffer, sizes.buffer, outcomes.buffer]);
+  parentPort.postMessage({ id, digests, sizes, stored, errors }, [digests.buffer, sizes.buffer, stored.buffer]);
 });
 parentPort.postMessage({ ready: true });

@@ -222,22 +222,6 @@ for (const threads of [undefined, 0]) {
       await service.close();
     });
 
-    it('does not read the file when the cached digest is stored, and stores it when not', async () => {
-      const { root, service } = await open();
-      await service.put(BLOB_B);
-      const hit = await service.putFile(join(root, 'not even there'), { sizeHint: BLOB_B.byteLength, cachedDigest: BLOB_B_DIGEST });
-      assert.deepEqual(hit, { digest: BLOB_B_DIGEST, size: BLOB_B.byteLength, cacheHit: true });
-      await fs.writeFile(join(root, 'hello'), 'Hello World!');
-      const miss = await service.putFile(join(root, 'hello'), { sizeHint: 12, cachedDigest: HELLOWORLD_BLOB_DIGEST });
-      assert.equal(miss.cacheHit, false);
-      assert.ok(miss.digest.equals(HELLOWORLD_BLOB_DIGEST));
-      const stale = await service.putFile(join(root, 'hello'), { sizeHint: 12, cachedDigest: B3Digest.of(Buffer.from('other')) });
-      assert.equal(stale.cacheHit, false, 'a cached digest that is not stored is not trusted');
-      assert.ok(stale.digest.equals(HELLOWORLD_BLOB_DIGEST));
-      assert.equal((await service.putFile(join(root, 'hello'), { sizeHint: 12, cachedDigest: HELLOWORLD_BLOB_DIGEST })).cacheHit, true);
-      await service.close();
-    });
-
     it('stores a consistent prefix of a file that is appended to while it is read', async () => {
       const { root, service } = await open();
       const path = join(root, 'appended');

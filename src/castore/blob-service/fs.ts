@@ -28,7 +28,6 @@ import type {
   LocalBlobFiles,
   LocalFileIngest,
   PutFileOptions,
-  PutFileResult,
 } from './blob-service.js';
 import { FilePutPool } from './fs-put-pool.js';
 import { integrityError, verifiedStream } from './verify-stream.js';
@@ -130,16 +129,12 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
     return this.#putStream(source, options);
   }
 
-  async putFile(path: string | Buffer, options: PutFileOptions = {}): Promise<PutFileResult> {
+  async putFile(path: string | Buffer, options: PutFileOptions = {}): Promise<BlobPutResult> {
     const { signal } = options;
     signal?.throwIfAborted();
-    const hostPath = typeof path === 'string' ? Buffer.from(path) : path;
-    const sizeHint = options.sizeHint ?? -1;
-    const cachedDigest = sizeHint >= 0 ? options.cachedDigest : undefined; // a hit's size is the hint
-    const result = await this.#putPool.put(hostPath, sizeHint, cachedDigest?.bytes, signal);
+    const result = await this.#putPool.put(typeof path === 'string' ? Buffer.from(path) : path, options.sizeHint ?? -1, signal);
     if (result.stored) this.#stored(result.size);
-    const digest = result.cacheHit && cachedDigest ? cachedDigest : B3Digest.fromBytes(result.digest);
-    return { digest, size: result.size, cacheHit: result.cacheHit };
+    return { digest: B3Digest.fromBytes(result.digest), size: result.size };
   }
 
   /** Small buffers: hash first, skip what is stored, write with direct calls (no thread-pool round trips). */

@@ -50,10 +50,7 @@ class ByPathBlobService extends CountingBlobService {
   byPath = 0;
   async putFile(path: string | Buffer, options: PutFileOptions = {}) {
     this.byPath++;
-    const { cachedDigest, sizeHint } = options;
-    if (cachedDigest && sizeHint !== undefined && (await this.has(cachedDigest)))
-      return { digest: cachedDigest, size: sizeHint, cacheHit: true };
-    return { ...(await super.put(await fs.readFile(path), options)), cacheHit: false };
+    return super.put(await fs.readFile(path), options);
   }
 }
 
@@ -246,23 +243,6 @@ describe('walkFilesystem', () => {
     const scanning = new ByPathBlobService();
     await collect(walkFilesystem(root, { blobService: scanning, scanner: new ReferenceScanner([Buffer.from('x')]) }));
     assert.equal(scanning.byPath, 0);
-  });
-
-  it('walkFilesystem lets a LocalFileIngest service confirm digest-cache hits', async () => {
-    const root = join(dir, 'bypath-cached');
-    await fs.mkdir(root);
-    for (let i = 0; i < 10; i++) await fs.writeFile(join(root, `f${i}`), `file ${i}`);
-    await sleep(RACY_CLEAN_MARGIN_MS + 50);
-    const cache = new MapDigestCache();
-    const blobService = new ByPathBlobService();
-    const first = await collect(walkFilesystem(root, { blobService, fileDigestCache: cache }));
-    assert.equal(cache.map.size, 10);
-    let last: ImportProgress | undefined;
-    const second = await collect(walkFilesystem(root, { blobService, fileDigestCache: cache, onProgress: (p) => (last = p) }));
-    assert.equal(blobService.byPath, 20);
-    assert.equal(blobService.puts, 10, 'hits were not stored again');
-    assert.equal(last?.cachedFiles, 10);
-    assert.deepEqual(second, first);
   });
 
   it('walkFilesystem rejects with the abort reason', async () => {

@@ -79,8 +79,7 @@ export interface WalkFilesystemOptions extends AbortOptions {
   /**
    * Receives the file contents; `has` is asked only to confirm digest-cache
    * hits. A service that can store local files by path (`LocalFileIngest`)
-   * is handed small files by path instead, unless a scanner needs their
-   * bytes, with the digest the cache knows (if any) to confirm.
+   * is handed small files by path instead, unless a scanner needs their bytes.
    */
   blobService: Pick<BlobService, 'put' | 'has'>;
   /**
@@ -302,14 +301,6 @@ class Walker {
     const identity: FileIdentity = { dev: stat.dev, ino: stat.ino, size: stat.size, mtimeNs: stat.mtimeNs, ctimeNs: stat.ctimeNs };
 
     const known = cache?.lookup(identity);
-    if (this.putsByPath && size <= SMALL_FILE_MAX_SIZE && hasLocalFileIngest(blobService)) {
-      // One call whether or not the cache knows the file: the service confirms a hit or stores the file.
-      const cachedDigest = known ? B3Digest.fromBytes(known) : undefined;
-      const result = await blobService.putFile(item.hostPath, { sizeHint: size, cachedDigest, signal });
-      if (!result.cacheHit && cache && result.size === size && isRacyClean(stat, examinedMs)) cache.record(identity, result.digest.bytes);
-      this.#fileDone(result.size, result.cacheHit);
-      return { type: 'file', path: item.names, digest: result.digest, size: result.size, executable };
-    }
     if (known) {
       const digest = B3Digest.fromBytes(known);
       if (await blobService.has(digest, { signal })) {
@@ -320,6 +311,12 @@ class Walker {
     }
 
     let result: { digest: B3Digest; size: number };
+    if (this.putsByPath && size <= SMALL_FILE_MAX_SIZE && hasLocalFileIngest(blobService)) {
+      result = await blobService.putFile(item.hostPath, { sizeHint: size, signal });
+      if (cache && result.size === size && isRacyClean(stat, examinedMs)) cache.record(identity, result.digest.bytes);
+      this.#fileDone(result.size, false);
+      return { type: 'file', path: item.names, digest: result.digest, size: result.size, executable };
+    }
     const data = await this.#readSmall(item.hostPath, size);
     if (data) {
       scanner?.scan(data);
