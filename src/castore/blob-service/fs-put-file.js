@@ -17,9 +17,12 @@ export function createFilePutter(options) {
   let buffer;
   let tmpCounter = 0;
 
+  // Plain concatenation: path.join would normalise the same directories for every file.
+  const blobsPrefix = `${join(blobsDir, '.')}/`;
+  const tmpPrefixPath = join(tmpDir, tmpPrefix);
   const blobPath = (digest) => {
     const hex = Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('hex');
-    return join(blobsDir, hex.slice(0, 2), hex);
+    return `${blobsPrefix}${hex.slice(0, 2)}/${hex}`;
   };
 
   const writeAll = (fd, data) => {
@@ -42,7 +45,7 @@ export function createFilePutter(options) {
    * failure the temp file is removed.
    */
   const writeBlob = (first, source, digest) => {
-    const tmpPath = join(tmpDir, `${tmpPrefix}${(++tmpCounter).toString(36)}`);
+    const tmpPath = `${tmpPrefixPath}${(++tmpCounter).toString(36)}`;
     let fd = openSync(tmpPath, TMP_FLAGS, 0o444);
     try {
       const hasher = digest ? undefined : createHash();
