@@ -67,3 +67,35 @@ export class ChunkCoalescer {
     return out;
   }
 }
+
+/** Where received frames come from: batches of raw DATA pieces, `undefined` at the end. */
+interface PieceSource {
+  next(): Promise<readonly Uint8Array[] | undefined>;
+}
+
+/** Turns raw DATA pieces into BlobChunk payloads. */
+interface PayloadDecoder {
+  push(piece: Uint8Array): Iterable<Uint8Array>;
+}
+
+/**
+ * Yields the blob bytes carried by the BlobChunk messages arriving from
+ * `source`, regrouped by `coalescer` into aligned chunks. What is left in the
+ * coalescer at the end is the caller's to take once the call ended cleanly.
+ */
+export async function* coalescedBlobData(
+  source: PieceSource,
+  decoder: PayloadDecoder,
+  coalescer: ChunkCoalescer,
+): AsyncGenerator<Uint8Array> {
+  for (let batch = await source.next(); batch; batch = await source.next()) {
+    for (const piece of batch) {
+      for (const payload of decoder.push(piece)) {
+        const joined = coalescer.add(payload);
+        if (joined) yield joined;
+      }
+    }
+    const aligned = coalescer.takeAligned();
+    if (aligned) yield aligned;
+  }
+}

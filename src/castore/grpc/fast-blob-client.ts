@@ -12,7 +12,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { validateResponse, validateTrailer } from '@connectrpc/connect/protocol-grpc';
 import { PutBlobResponseSchema, ReadBlobRequestSchema } from '../../gen/snix/castore/v1/rpc_blobstore_pb.js';
 import type { GrpcChannel } from './channel.js';
-import { ChunkCoalescer } from './chunk-coalescer.js';
+import { ChunkCoalescer, coalescedBlobData } from './chunk-coalescer.js';
 import { BlobChunkDecoder, blobChunkFrameHead, frameMessage, headersFromNode, MessageDecoder } from './grpc-framing.js';
 import { ReadAhead } from './read-ahead.js';
 import { WriteWindow } from './write-window.js';
@@ -109,16 +109,7 @@ export async function* readBlobFast(channel: GrpcChannel, digest: Uint8Array, si
     const coalescer = new ChunkCoalescer();
     const reader = new ReadAhead(stream);
     try {
-      for (let batch = await reader.next(); batch; batch = await reader.next()) {
-        for (const chunk of batch) {
-          for (const piece of decoder.push(chunk)) {
-            const joined = coalescer.add(piece);
-            if (joined) yield joined;
-          }
-        }
-        const aligned = coalescer.takeAligned();
-        if (aligned) yield aligned;
-      }
+      yield* coalescedBlobData(reader, decoder, coalescer);
     } catch (error) {
       reader.dispose();
       signal?.throwIfAborted();

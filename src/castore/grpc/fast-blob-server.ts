@@ -12,7 +12,7 @@ import { PutBlobResponseSchema, type ReadBlobRequest, ReadBlobRequestSchema } fr
 import type { B3Digest } from '../b3-digest.js';
 import type { BlobService } from '../blob-service/blob-service.js';
 import { DEFAULT_READ_CHUNK_SIZE, limitChunkSize } from './blob-service-server.js';
-import { ChunkCoalescer } from './chunk-coalescer.js';
+import { ChunkCoalescer, coalescedBlobData } from './chunk-coalescer.js';
 import { BLOB_PUT_PATH, BLOB_READ_PATH } from './fast-blob-client.js';
 import { BlobChunkDecoder, blobChunkFrameHead, frameMessage, MessageDecoder, statusFields } from './grpc-framing.js';
 import { ReadAhead } from './read-ahead.js';
@@ -163,16 +163,7 @@ async function servePut(service: BlobService, stream: http2.ServerHttp2Stream, c
     // If the backend stops early, the stream stays open: the error status still has to go out.
     const reader = new ReadAhead(stream);
     try {
-      for (let batch = await reader.next(); batch; batch = await reader.next()) {
-        for (const chunk of batch) {
-          for (const piece of decoder.push(chunk)) {
-            const joined = coalescer.add(piece);
-            if (joined) yield joined;
-          }
-        }
-        const aligned = coalescer.takeAligned();
-        if (aligned) yield aligned;
-      }
+      yield* coalescedBlobData(reader, decoder, coalescer);
     } finally {
       reader.dispose();
     }
