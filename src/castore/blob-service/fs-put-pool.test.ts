@@ -13,12 +13,12 @@ after(async () => {
   for (const root of roots) await fs.rm(root, { recursive: true, force: true });
 });
 
-/** A store's directories (via FsBlobService.open) and a pool over them running `worker`. */
-async function poolWith(worker: string): Promise<{ root: string; pool: FilePutPool }> {
+/** A store's directories (via FsBlobService.open) and a pool over them running `worker` (default: the real one). */
+async function poolWith(worker?: string): Promise<{ root: string; pool: FilePutPool }> {
   const root = await fs.mkdtemp(join(tmpdir(), 'kiln-put-pool-'));
   roots.push(root);
   await FsBlobService.open(root);
-  const workerUrl = new URL(`data:text/javascript,${encodeURIComponent(worker)}`);
+  const workerUrl = worker === undefined ? undefined : new URL(`data:text/javascript,${encodeURIComponent(worker)}`);
   const pool = new FilePutPool({ blobsDir: join(root, 'blobs'), tmpDir: join(root, 'tmp'), fsyncAlways: false, threads: 1, workerUrl });
   return { root, pool };
 }
@@ -26,6 +26,27 @@ async function poolWith(worker: string): Promise<{ root: string; pool: FilePutPo
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('FilePutPool', () => {
+  it('its worker stores batches and answers with digests, sizes and the errors Node raised', async () => {
+    const { root, pool } = await poolWith();
+    await fs.writeFile(join(root, 'warm-up'), '');
+    await pool.put(Buffer.from(join(root, 'warm-up')), 0); // inline while the worker starts
+    await sleep(500);
+    const files = Array.from({ length: 200 }, (_, i) => ({ path: join(root, `f${i}`), bytes: Buffer.alloc(i * 97, i) }));
+    for (const { path, bytes } of files) await fs.writeFile(path, bytes);
+    const puts = files.map(({ path, bytes }, i) => pool.put(Buffer.from(path), i % 3 === 0 ? bytes.byteLength : -1));
+    const missing = pool.put(Buffer.from(join(root, 'missing')), 10);
+    for (const [i, result] of (await Promise.all(puts)).entries()) {
+      assert.ok(B3Digest.fromBytes(result.digest).equals(B3Digest.of(files[i]!.bytes)));
+      assert.equal(result.size, files[i]!.bytes.byteLength);
+    }
+    await assert.rejects(missing, (e: NodeJS.ErrnoException) => {
+      return e instanceof Error && e.code === 'ENOENT' && e.syscall === 'open' && e.path === join(root, 'missing');
+    });
+    const tmp = await fs.readdir(join(root, 'tmp'));
+    await pool.close();
+    assert.deepEqual(tmp, []);
+  });
+
   it('stores files inline when its worker cannot start', async () => {
     const { root, pool } = await poolWith(`throw new Error('cannot start');`);
     await fs.writeFile(join(root, 'f'), 'contents');
