@@ -1,5 +1,4 @@
 /** `kiln serve`: expose a store (and later a builder) over gRPC. */
-import { startCastoreServer } from '../../castore/grpc/index.js';
 import { type Command, expectPositionals, STORE_HELP, STORE_OPTION, stringOption, UsageError } from '../command.js';
 import { openStore } from '../store.js';
 
@@ -22,6 +21,7 @@ ${STORE_HELP}`,
     if (!listen) throw new UsageError('missing --listen unix:///path.sock|HOST:PORT');
     const store = await openStore(args, io.env);
     try {
+      const { startCastoreServer } = await import('../../castore/grpc/index.js');
       const server = await startCastoreServer({ listen, blobService: store.blobService, directoryService: store.directoryService });
       io.stdout.write(`listening on ${server.address}\n`);
       await new Promise<void>((resolve) => {
