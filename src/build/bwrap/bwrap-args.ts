@@ -1,0 +1,71 @@
+/**
+ * BuildRequest → bubblewrap argv: a pure function of the request and the
+ * host-side layout, with no I/O. The sandbox: an empty read-only root;
+ * /etc from the build root; each scratch path bound writable; each input
+ * bound read-only at `/<inputsDir>/<name>` (after the scratch paths, so
+ * inputs stay read-only inside a scratch path that holds `inputsDir`);
+ * fresh /proc, minimal /dev, /tmp 1777; every namespace unshared (network
+ * too unless the request allows it); uid 1000, gid 100, hostname
+ * `localhost`, exactly the requested environment, no capabilities.
+ */
+import type { BuildRequest } from '../build-request.js';
+import { SANDBOX_GID, SANDBOX_UID } from '../sandbox/nix-compatible-etc.js';
+
+export interface BwrapLayout {
+  /** Host directory holding passwd, group and hosts. */
+  readonly etcDir: string;
+  /** Host directory for each scratch path, in request order. */
+  readonly scratchDirs: readonly string[];
+  /** Host path of each input, in request order. */
+  readonly inputPaths: readonly string[];
+  /** Host path of the static shell bound at /bin/sh when the request asks for it. */
+  readonly shell?: string;
+}
+
+/**
+ * The arguments, raw: environment values are bytes that need not be UTF-8,
+ * so the caller passes them to bwrap NUL-separated through `--args FD`.
+ */
+export function bwrapArgs(request: BuildRequest, layout: BwrapLayout): (string | Uint8Array)[] {
+  const network = request.constraints?.networkAccess === true;
+  const args: (string | Uint8Array)[] = [
+    '--unshare-user',
+    '--unshare-ipc',
+    '--unshare-pid',
+    '--unshare-uts',
+    '--unshare-cgroup-try',
+    ...(network ? [] : ['--unshare-net']),
+    '--uid',
+    String(SANDBOX_UID),
+    '--gid',
+    String(SANDBOX_GID),
+    '--hostname',
+    'localhost',
+    '--die-with-parent',
+    '--new-session',
+    '--cap-drop',
+    'ALL',
+    '--clearenv',
+    '--tmpfs',
+    '/',
+    '--proc',
+    '/proc',
+    '--dev',
+    '/dev',
+    '--perms',
+    '1777',
+    '--tmpfs',
+    '/tmp',
+    '--ro-bind',
+    layout.etcDir,
+    '/etc',
+  ];
+  request.scratchPaths.forEach((path, i) => args.push('--bind', layout.scratchDirs[i] as string, `/${path}`));
+  request.inputs.forEach((input, i) => args.push('--ro-bind', layout.inputPaths[i] as string, `/${request.inputsDir}/${Buffer.from(input.name).toString()}`));
+  for (const path of request.constraints?.availableRoPaths ?? []) args.push('--ro-bind', path, path);
+  if (request.constraints?.provideBinSh && layout.shell) args.push('--ro-bind', layout.shell, '/bin/sh');
+  if (network) for (const file of ['/etc/resolv.conf', '/etc/services']) args.push('--ro-bind-try', file, file);
+  for (const { key, value } of request.environmentVars) args.push('--setenv', key, value);
+  args.push('--remount-ro', '/', '--chdir', `/${request.workingDir}`, '--', ...request.commandArgs);
+  return args;
+}
