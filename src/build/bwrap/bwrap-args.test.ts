@@ -17,7 +17,8 @@ const request: BuildRequest = {
   refscanNeedles: [],
 };
 const layout = { etcDir: '/b/etc', scratchDirs: ['/b/s0', '/b/s1'], inputPaths: ['/cache/x'], shell: '/bin/busybox' };
-const text = (args: (string | Uint8Array)[]) => args.map((a) => (typeof a === 'string' ? a : `<${Buffer.from(a).toString('hex')}>`));
+const text = (invocation: { options: (string | Uint8Array)[]; command: string[] }) =>
+  [...invocation.options, ...invocation.command].map((a) => (typeof a === 'string' ? a : `<${Buffer.from(a).toString('hex')}>`));
 
 describe('bwrapArgs', () => {
   it('binds scratch paths before inputs so inputs stay read-only inside them, and ends with the command', () => {
@@ -28,7 +29,11 @@ describe('bwrapArgs', () => {
     assert.deepEqual(args.slice(input - 1, input + 2), ['--ro-bind', '/cache/x', '/nix/store/abc-input']);
     assert.deepEqual(args.slice(-4), ['--', '/nix/store/abc-input/bin/sh', '-c', 'true']);
     assert.ok(args.includes('--unshare-net'));
-    assert.deepEqual(args.slice(args.indexOf('/bin/busybox') - 1, args.indexOf('/bin/busybox') + 2), ['--ro-bind', '/bin/busybox', '/bin/sh']);
+    assert.deepEqual(args.slice(args.indexOf('/bin/busybox') - 1, args.indexOf('/bin/busybox') + 2), [
+      '--ro-bind',
+      '/bin/busybox',
+      '/bin/sh',
+    ]);
     assert.deepEqual(args.slice(args.indexOf('LATIN1') - 1, args.indexOf('LATIN1') + 2), ['--setenv', 'LATIN1', '<e9>']);
     assert.deepEqual(args.slice(args.indexOf('--chdir'), args.indexOf('--chdir') + 2), ['--chdir', '/build']);
   });

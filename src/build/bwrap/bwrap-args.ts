@@ -22,11 +22,18 @@ export interface BwrapLayout {
   readonly shell?: string;
 }
 
-/**
- * The arguments, raw: environment values are bytes that need not be UTF-8,
- * so the caller passes them to bwrap NUL-separated through `--args FD`.
- */
-export function bwrapArgs(request: BuildRequest, layout: BwrapLayout): (string | Uint8Array)[] {
+/** bwrap's options and the command it runs. */
+export interface BwrapInvocation {
+  /**
+   * Raw options: environment values are bytes that need not be UTF-8, so the
+   * caller passes these NUL-separated through `--args FD`.
+   */
+  readonly options: (string | Uint8Array)[];
+  /** `--` and the command line, passed as ordinary arguments. */
+  readonly command: string[];
+}
+
+export function bwrapArgs(request: BuildRequest, layout: BwrapLayout): BwrapInvocation {
   const network = request.constraints?.networkAccess === true;
   const args: (string | Uint8Array)[] = [
     '--unshare-user',
@@ -60,12 +67,14 @@ export function bwrapArgs(request: BuildRequest, layout: BwrapLayout): (string |
     layout.etcDir,
     '/etc',
   ];
-  request.scratchPaths.forEach((path, i) => args.push('--bind', layout.scratchDirs[i] as string, `/${path}`));
-  request.inputs.forEach((input, i) => args.push('--ro-bind', layout.inputPaths[i] as string, `/${request.inputsDir}/${Buffer.from(input.name).toString()}`));
+  for (const [i, path] of request.scratchPaths.entries()) args.push('--bind', layout.scratchDirs[i] as string, `/${path}`);
+  for (const [i, input] of request.inputs.entries()) {
+    args.push('--ro-bind', layout.inputPaths[i] as string, `/${request.inputsDir}/${Buffer.from(input.name).toString()}`);
+  }
   for (const path of request.constraints?.availableRoPaths ?? []) args.push('--ro-bind', path, path);
   if (request.constraints?.provideBinSh && layout.shell) args.push('--ro-bind', layout.shell, '/bin/sh');
   if (network) for (const file of ['/etc/resolv.conf', '/etc/services']) args.push('--ro-bind-try', file, file);
   for (const { key, value } of request.environmentVars) args.push('--setenv', key, value);
-  args.push('--remount-ro', '/', '--chdir', `/${request.workingDir}`, '--', ...request.commandArgs);
-  return args;
+  args.push('--remount-ro', '/', '--chdir', `/${request.workingDir}`);
+  return { options: args, command: ['--', ...request.commandArgs] };
 }

@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { B3Digest, importPath, MemoryBlobService, MemoryDirectoryService, parsePathComponent } from '../../castore/index.js';
+import { concatBytes } from '../../common/async-iterable.js';
+import type { BuildEvent } from '../build-events.js';
+import type { BuildRequest } from '../build-request.js';
+import { BwrapBuildService } from './bwrap-build-service.js';
+
+function skipReason(): string | undefined {
+  if (spawnSync('bwrap', ['--version']).status !== 0) return 'bwrap is not installed';
+  if (!existsSync('/bin/busybox')) return 'busybox-static is not installed';
+  if (process.getuid?.() !== 0) return 'the bwrap backend runs builds as dedicated build users, which needs root';
+  return undefined;
+}
+const skip = skipReason();
+if (skip) console.log(`# skipping BwrapBuildService: ${skip}`);
+
+describe('BwrapBuildService', { skip: skip ?? false }, () => {
+  const blobService = new MemoryBlobService();
+  const directoryService = new MemoryDirectoryService();
+  let sandboxDir: string;
+  let service: BwrapBuildService;
+  let inputDir: string;
+  before(async () => {
+    sandboxDir = await fs.mkdtemp('/var/tmp/kiln-bwrap-test-');
+    inputDir = join(sandboxDir, 'src-input');
+    await fs.mkdir(inputDir);
+    await fs.writeFile(join(inputDir, 'greeting'), 'hello from an input\n');
+    service = new BwrapBuildService({ blobService, directoryService, sandboxDir, concurrency: 2 });
+  });
+  after(async () => {
+    await fs.rm(sandboxDir, { recursive: true, force: true });
+  });
+
+  async function request(script: string, extra: Partial<BuildRequest> = {}): Promise<BuildRequest> {
+    const input = await importPath(inputDir, { blobService, directoryService });
+    return {
+      inputs: [{ name: parsePathComponent('abc-input'), node: input.node }],
+      commandArgs: ['/bin/sh', '-c', script],
+      workingDir: 'build',
+      scratchPaths: ['build', 'nix/store'],
+      inputsDir: 'nix/store',
+      outputs: ['nix/store/out'],
+      environmentVars: [
+        { key: 'GREETING', value: new TextEncoder().encode('hi there') },
+        { key: 'out', value: new TextEncoder().encode('/nix/store/out') },
+      ],
+      constraints: { system: 'x86_64-linux', minMemory: 0, availableRoPaths: [], networkAccess: false, provideBinSh: true },
+      additionalFiles: [],
+      refscanNeedles: ['abc-input', 'not-there'],
+      ...extra,
+    };
+  }
+
+  async function run(req: BuildRequest, signal?: AbortSignal): Promise<BuildEvent[]> {
+    const events: BuildEvent[] = [];
+    for await (const event of service.build(req, signal ? { signal } : {})) events.push(event);
+    return events;
+  }
+  const logText = (events: BuildEvent[]) => events.flatMap((e) => (e.type === 'log' ? [Buffer.from(e.data).toString()] : [])).join('');
+
+  it('runs as uid 1000 with exactly the requested environment, writes an output and finds references', async () => {
+    const events = await run(
+      await request('id -u; id -g; hostname; env | sort; cat /nix/store/abc-input/greeting > $out; echo /nix/store/abc-input >> $out'),
+    );
+    const last = events.at(-1);
+    assert.equal(last?.type, 'finished', logText(events));
+    assert.equal(events[0]?.type, 'accepted');
+    const log = logText(events);
+    assert.match(log, /^1000\n100\nlocalhost\n/);
+    assert.match(log, /GREETING=hi there\n/);
+    assert.doesNotMatch(log, /HOME=|USER=/);
+    if (last?.type !== 'finished') return;
+    const output = last.response.outputs[0];
+    assert.equal(output?.node.type, 'file');
+    assert.deepEqual(output?.needles, [0]);
+    if (output?.node.type === 'file') {
+      const stream = await blobService.read(output.node.digest);
+      assert.equal(Buffer.from(await concatBytes(stream ?? [])).toString(), 'hello from an input\n/nix/store/abc-input\n');
+    }
+  });
+
+  it('keeps inputs and the root read-only and has no network', async () => {
+    const events = await run(
+      await request('touch /nix/store/abc-input/x 2>&1; touch /x 2>&1; cat /proc/net/dev | grep -c : ; echo ok > $out'),
+    );
+    assert.equal(events.at(-1)?.type, 'finished', logText(events));
+    const log = logText(events);
+    assert.equal((log.match(/Read-only file system/g) ?? []).length, 2, log);
+    assert.match(log, /^1$/m, 'only the loopback interface');
+  });
+
+  it('reports a non-zero exit with its status and the log tail', async () => {
+    const events = await run(await request('echo about to fail; exit 3'));
+    const last = events.at(-1);
+    assert.equal(last?.type, 'failed');
+    if (last?.type === 'failed') {
+      assert.equal(last.reason, 'exit-code');
+      assert.equal(last.exitCode, 3);
+      assert.match(last.logTail, /about to fail/);
+    }
+  });
+
+  it('fails naming a missing output', async () => {
+    const last = (await run(await request('true'))).at(-1);
+    assert.equal(last?.type, 'failed');
+    if (last?.type === 'failed') {
+      assert.equal(last.reason, 'output-missing');
+      assert.match(last.message, /nix\/store\/out/);
+    }
+  });
+
+  it('abort kills the build within a second and leaves no build directory', async () => {
+    const controller = new AbortController();
+    const reason = new Error('stop');
+    const started = performance.now();
+    setTimeout(() => controller.abort(reason), 300);
+    await assert.rejects(run(await request('sleep 30; echo late > $out'), controller.signal), (e) => e === reason);
+    assert.ok(performance.now() - started < 1300, `took ${performance.now() - started} ms`);
+    const left = (await fs.readdir(sandboxDir)).filter((n) => n.startsWith('build-'));
+    assert.deepEqual(left, []);
+    assert.equal(spawnSync('pgrep', ['-f', 'sleep 30']).status, 1, 'no sleep process survives');
+  });
+
+  it('every log byte arrives in order with running offsets', async () => {
+    const events = await run(await request('i=0; while [ $i -lt 2000 ]; do echo "line $i"; i=$((i+1)); done; echo done > $out'));
+    let expected = 0;
+    let text = '';
+    for (const e of events) {
+      if (e.type !== 'log' || e.stream !== 'stdout') continue;
+      assert.equal(e.offset, expected);
+      expected += e.data.byteLength;
+      text += Buffer.from(e.data).toString();
+    }
+    const lines = text.trim().split('\n');
+    assert.equal(lines.length, 2000);
+    assert.equal(lines[1999], 'line 1999');
+    void B3Digest;
+  });
+});

@@ -1,0 +1,253 @@
+/**
+ * `bwrap://`: builds in a bubblewrap sandbox. bwrap runs as an unprivileged
+ * host build user (one uid per concurrent slot, from `buildUidBase`), so the
+ * sandbox's uid 1000 maps to that user, never to host root. The build root
+ * lives under `sandboxDir`, which those users must be able to traverse.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, lstatSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { type BlobService, type DirectoryService, importPath, type Node } from '../../castore/index.js';
+import type { AbortOptions } from '../../common/abort.js';
+import { AsyncQueue } from '../../common/async-queue.js';
+import type { BuildEvent } from '../build-events.js';
+import { type BuildRequest, isPathWithin, scratchPathFor } from '../build-request.js';
+import type { BuildService, SandboxLimits } from '../build-service.js';
+import { BuildError } from '../errors.js';
+import { buildRequestDigest } from '../proto-convert.js';
+import { InputsCache } from '../sandbox/inputs-cache.js';
+import { etcFiles } from '../sandbox/nix-compatible-etc.js';
+import { bwrapArgs } from './bwrap-args.js';
+
+/** Default parent of build roots and the inputs cache. */
+export const DEFAULT_SANDBOX_DIR = '/var/tmp/kiln-sandbox';
+/** Host uids for build slots start here (slot n runs as base + n). */
+export const DEFAULT_BUILD_UID_BASE = 30_000;
+/** Lines of log kept for the failure summary. */
+export const LOG_TAIL_LINES = 20;
+
+export interface BwrapBuildServiceOptions extends SandboxLimits {
+  blobService: BlobService;
+  directoryService: DirectoryService;
+  /** Parent of build roots and the inputs cache; default `DEFAULT_SANDBOX_DIR`. */
+  sandboxDir?: string;
+  /** First host uid of the build users; default `DEFAULT_BUILD_UID_BASE`. */
+  buildUidBase?: number;
+  /** Static shell bound at /bin/sh on request; default `/bin/busybox`. */
+  shell?: string;
+  /** The bwrap binary; default `bwrap` on PATH. */
+  bwrap?: string;
+}
+
+export class BwrapBuildService implements BuildService {
+  readonly name = 'bwrap';
+  readonly #options: BwrapBuildServiceOptions;
+  readonly #inputs: InputsCache;
+  readonly #freeSlots: number[];
+  readonly #waiters: ((slot: number) => void)[] = [];
+
+  constructor(options: BwrapBuildServiceOptions) {
+    if (process.platform !== 'linux') throw new BuildError('SANDBOX_UNAVAILABLE', 'bwrap builds need Linux');
+    this.#options = options;
+    const sandboxDir = options.sandboxDir ?? DEFAULT_SANDBOX_DIR;
+    this.#inputs = new InputsCache(join(sandboxDir, 'inputs'), options);
+    this.#freeSlots = Array.from({ length: options.concurrency ?? cpus().length }, (_, i) => i);
+  }
+
+  async *build(request: BuildRequest, options: AbortOptions = {}): AsyncGenerator<BuildEvent> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    yield { type: 'accepted', buildId: buildRequestDigest(request).toString(), invocationId: randomUUID(), backend: this.name };
+    const slot = await this.#acquire(signal);
+    const sandboxDir = this.#options.sandboxDir ?? DEFAULT_SANDBOX_DIR;
+    let buildDir: string | undefined;
+    let child: ChildProcess | undefined;
+    try {
+      const uid = (this.#options.buildUidBase ?? DEFAULT_BUILD_UID_BASE) + slot;
+      await fs.mkdir(sandboxDir, { recursive: true, mode: 0o711 });
+      await fs.chmod(sandboxDir, 0o711);
+      buildDir = await fs.mkdtemp(join(sandboxDir, 'build-'));
+      await fs.chmod(buildDir, 0o711);
+      const layout = await this.#prepare(request, buildDir, uid, signal);
+      const started = performance.now();
+      const events = new AsyncQueue<BuildEvent>();
+      const tail = new LogTail(LOG_TAIL_LINES);
+      const invocation = bwrapArgs(request, layout);
+      child = spawn(this.#options.bwrap ?? 'bwrap', ['--args', '3', ...invocation.command], {
+        uid,
+        gid: uid,
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+        detached: true,
+      });
+      const argStream = child.stdio[3] as NodeJS.WritableStream;
+      argStream.end(Buffer.concat(invocation.options.flatMap((a) => [Buffer.from(a), Buffer.of(0)])));
+      const offsets = { stdout: 0, stderr: 0 };
+      for (const stream of ['stdout', 'stderr'] as const) {
+        child[stream]?.on('data', (data: Buffer) => {
+          events.push({ type: 'log', stream, offset: offsets[stream], data });
+          offsets[stream] += data.byteLength;
+          tail.add(data);
+        });
+      }
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+        child?.once('error', reject);
+        child?.once('close', (code, sig) => resolve({ code, signal: sig }));
+      });
+      exited.then(
+        () => events.end(),
+        (error) => events.fail(error),
+      );
+      const onAbort = () => killTree(child);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      yield { type: 'started' };
+      try {
+        for await (const event of events) yield event;
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
+      signal?.throwIfAborted();
+      const result = await exited;
+      const wallTimeMs = performance.now() - started;
+      if (result.code !== 0) {
+        const reason = result.signal ? 'signal' : 'exit-code';
+        const what = result.signal ? `was killed by ${result.signal}` : `exited with status ${result.code}`;
+        yield {
+          type: 'failed',
+          reason,
+          message: `the build ${what}`,
+          ...(result.code !== null ? { exitCode: result.code } : {}),
+          ...(result.signal ? { signal: result.signal } : {}),
+          logTail: tail.text(),
+        };
+        return;
+      }
+      const outputs: { node: Node; needles: number[] }[] = [];
+      const needles = request.refscanNeedles.map((n) => Buffer.from(n));
+      for (const [index, output] of request.outputs.entries()) {
+        const hostPath = hostPathOf(request, layout.scratchDirs, output);
+        if (lstatSync(hostPath, { throwIfNoEntry: false }) === undefined) {
+          yield {
+            type: 'failed',
+            reason: 'output-missing',
+            message: `output ${output} was not produced`,
+            exitCode: 0,
+            logTail: tail.text(),
+          };
+          return;
+        }
+        const ingested = await importPath(hostPath, {
+          blobService: this.#options.blobService,
+          directoryService: this.#options.directoryService,
+          needles,
+          signal,
+        });
+        const found = (ingested.needlesFound ?? []).flatMap((hit, i) => (hit ? [i] : []));
+        outputs.push({ node: ingested.node, needles: found });
+        yield { type: 'output-ingested', index, path: output, node: ingested.node, needles: found };
+      }
+      yield { type: 'finished', response: { outputs }, exitCode: 0, wallTimeMs, cpuTimeMs: 0, peakMemoryBytes: 0 };
+    } finally {
+      killTree(child);
+      if (buildDir) await fs.rm(buildDir, { recursive: true, force: true });
+      this.#release(slot);
+    }
+  }
+
+  /** Writes /etc, the scratch directories (owned by the build user) and additional files; materializes inputs. */
+  async #prepare(request: BuildRequest, buildDir: string, uid: number, signal?: AbortSignal) {
+    const etcDir = join(buildDir, 'etc');
+    await fs.mkdir(etcDir, { mode: 0o755 });
+    for (const [name, content] of Object.entries(etcFiles(`/${request.workingDir}`)))
+      await fs.writeFile(join(etcDir, name), content, { mode: 0o444 });
+    const scratchDirs: string[] = [];
+    for (const [i] of request.scratchPaths.entries()) {
+      const dir = join(buildDir, 'scratch', String(i));
+      await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+      await fs.chown(dir, uid, uid);
+      scratchDirs.push(dir);
+    }
+    for (const file of request.additionalFiles) {
+      const scratch = scratchPathFor(request, file.path);
+      if (scratch === undefined)
+        throw new BuildError('INVALID_REQUEST', `additional file ${file.path} is outside every scratch path (not yet supported by bwrap)`, {
+          details: { field: 'additional_files' },
+        });
+      const target = hostPathOf(request, scratchDirs, file.path);
+      await fs.mkdir(join(target, '..'), { recursive: true });
+      await fs.writeFile(target, file.contents, { mode: 0o644 });
+      await fs.chown(target, uid, uid);
+    }
+    const inputPaths: string[] = [];
+    for (const input of request.inputs) inputPaths.push(await this.#inputs.pathOf(input.node, { signal }));
+    return {
+      etcDir,
+      scratchDirs,
+      inputPaths,
+      ...(this.#options.shell !== undefined || existsSync('/bin/busybox') ? { shell: this.#options.shell ?? '/bin/busybox' } : {}),
+    };
+  }
+
+  #acquire(signal?: AbortSignal): Promise<number> {
+    const slot = this.#freeSlots.shift();
+    if (slot !== undefined) return Promise.resolve(slot);
+    return new Promise((resolve, reject) => {
+      const waiter = (s: number) => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve(s);
+      };
+      const onAbort = () => {
+        this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  #release(slot: number): void {
+    const next = this.#waiters.shift();
+    if (next) next(slot);
+    else this.#freeSlots.push(slot);
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** The host path of `path` (inside a scratch path) in the build's scratch directories. */
+function hostPathOf(request: BuildRequest, scratchDirs: readonly string[], path: string): string {
+  const scratch = scratchPathFor(request, path) as string;
+  const dir = scratchDirs[request.scratchPaths.indexOf(scratch)] as string;
+  const rest = isPathWithin(path, scratch) && path !== scratch ? path.slice(scratch === '' ? 0 : scratch.length + 1) : '';
+  return rest === '' ? dir : join(dir, rest);
+}
+
+/** bwrap runs the build as pid 1 of its own pid namespace: killing bwrap's process group ends every process in it. */
+function killTree(child: ChildProcess | undefined): void {
+  if (!child || child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
+  }
+}
+
+/** The last lines of the combined log. */
+class LogTail {
+  readonly #max: number;
+  #text = '';
+  constructor(maxLines: number) {
+    this.#max = maxLines;
+  }
+  add(data: Buffer): void {
+    this.#text = (this.#text + data.toString('utf8'))
+      .split('\n')
+      .slice(-(this.#max + 1))
+      .join('\n');
+  }
+  text(): string {
+    return this.#text;
+  }
+}
