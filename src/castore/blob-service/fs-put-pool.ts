@@ -46,8 +46,13 @@ interface Job {
 interface PutWorker {
   readonly worker: Worker;
   ready: boolean;
+  /** Settles once the worker reported ready, failed or exited. */
+  readonly started: Promise<void>;
   readonly batches: Map<number, Job[]>;
 }
+
+/** How long `close` waits for a worker still starting before stopping it anyway. */
+const WORKER_START_GRACE_MS = 5000;
 
 interface BatchResult {
   readonly id: number;
@@ -108,7 +113,14 @@ export class FilePutPool {
     this.#closed = true;
     this.#closing ??= (async () => {
       if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
-      await Promise.all(this.#workers.map(({ worker }) => worker.terminate()));
+      // Terminating a worker while it is still bootstrapping can abort the
+      // whole process on Node 20; let it finish starting first.
+      await Promise.all(
+        this.#workers.map(async ({ worker, started }) => {
+          await Promise.race([started, new Promise((resolve) => setTimeout(resolve, WORKER_START_GRACE_MS).unref())]);
+          await worker.terminate();
+        }),
+      );
     })();
     return this.#closing;
   }
@@ -140,7 +152,15 @@ export class FilePutPool {
         break; // no (more) threads: the ones started, or inline puts, do the work
       }
       worker.unref();
-      const state: PutWorker = { worker, ready: false, batches: new Map() };
+      const started = new Promise<void>((resolve) => {
+        const settle = () => resolve();
+        worker.once('error', settle);
+        worker.once('exit', settle);
+        worker.on('message', (message: { ready?: true }) => {
+          if (message.ready) settle();
+        });
+      });
+      const state: PutWorker = { worker, ready: false, started, batches: new Map() };
       this.#workers.push(state);
       worker.on('message', (message: BatchResult | { ready: true }) => {
         if ('ready' in message) state.ready = true;
