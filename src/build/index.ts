@@ -7,8 +7,10 @@
 export * from './build-events.js';
 export * from './build-request.js';
 export * from './build-service.js';
+export { BwrapBuildService, type BwrapBuildServiceOptions, DEFAULT_SANDBOX_DIR } from './bwrap/bwrap-build-service.js';
 export * from './dummy.js';
 export * from './errors.js';
+export * from './from-url.js';
 export {
   type BuildOutput,
   type BuildResponse,

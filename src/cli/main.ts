@@ -4,6 +4,7 @@
  */
 
 import { type Command, type CommandIo, parseCommandArgs, UsageError } from './command.js';
+import { build } from './commands/build.js';
 import { castoreExport } from './commands/castore-export.js';
 import { castoreImport } from './commands/castore-import.js';
 import { castoreLs } from './commands/castore-ls.js';
@@ -11,7 +12,7 @@ import { castoreVerify } from './commands/castore-verify.js';
 import { serve } from './commands/serve.js';
 import { EXIT_INVALID, EXIT_OK, errorLine, exitStatusFor } from './exit-codes.js';
 
-const COMMANDS: readonly Command[] = [castoreImport, castoreExport, castoreLs, castoreVerify, serve];
+const COMMANDS: readonly Command[] = [build, castoreImport, castoreExport, castoreLs, castoreVerify, serve];
 
 function overview(prefix: readonly string[] = []): string {
   const lines = COMMANDS.filter((c) => prefix.every((w, i) => c.path[i] === w)).map(
