@@ -141,4 +141,39 @@ describe('BwrapBuildService', { skip: skip ?? false }, () => {
     assert.equal(lines[1999], 'line 1999');
     void B3Digest;
   });
+
+  it('reports cpu time and peak memory', async () => {
+    const events = await run(await request('i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo $i > $out'));
+    const resources = events.find((e) => e.type === 'resources');
+    assert.ok(resources && resources.type === 'resources');
+    assert.ok(resources.cpuTimeMs > 0 && resources.peakMemoryBytes > 0, JSON.stringify(resources));
+    const last = events.at(-1);
+    assert.ok(last?.type === 'finished' && last.cpuTimeMs === resources.cpuTimeMs);
+  });
+
+  it('a build over its memory limit fails as out-of-memory', async () => {
+    const limited = new BwrapBuildService({ blobService, directoryService, sandboxDir, memoryLimitBytes: 64 * 1024 * 1024 });
+    const events: BuildEvent[] = [];
+    for await (const e of limited.build(await request('dd if=/dev/zero of=/dev/null bs=256M count=1; echo survived > $out')))
+      events.push(e);
+    const last = events.at(-1);
+    assert.equal(last?.type, 'failed', logText(events));
+    if (last?.type === 'failed') assert.equal(last.reason, 'out-of-memory');
+  });
+
+  it('a fork bomb hits the process limit and the build still ends cleanly', async () => {
+    const limited = new BwrapBuildService({ blobService, directoryService, sandboxDir, pidsLimit: 32 });
+    const events: BuildEvent[] = [];
+    const script = 'i=0; while [ $i -lt 100 ]; do sleep 5 & i=$((i+1)); done; echo spawned > $out';
+    for await (const e of limited.build(await request(script))) events.push(e);
+    assert.match(logText(events), /can't fork|Resource temporarily unavailable|fork/i);
+    assert.equal(spawnSync('pgrep', ['-f', 'sleep 5']).status, 1, 'no process of the build survives it');
+  });
+
+  it('rejects a request needing more memory than the host has', async () => {
+    const huge = await request('true', {
+      constraints: { system: 'x86_64-linux', minMemory: 2 ** 52, availableRoPaths: [], networkAccess: false, provideBinSh: true },
+    });
+    await assert.rejects(run(huge), (e) => (e as { code?: string }).code === 'CONSTRAINTS_UNMET');
+  });
 });

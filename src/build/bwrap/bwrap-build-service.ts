@@ -8,16 +8,17 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, lstatSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { cpus } from 'node:os';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { type BlobService, type DirectoryService, importPath, type Node } from '../../castore/index.js';
 import type { AbortOptions } from '../../common/abort.js';
 import { AsyncQueue } from '../../common/async-queue.js';
 import type { BuildEvent } from '../build-events.js';
 import { type BuildRequest, isPathWithin, scratchPathFor } from '../build-request.js';
-import type { BuildService, SandboxLimits } from '../build-service.js';
+import { type BuildService, DEFAULT_PIDS_LIMIT, type SandboxLimits } from '../build-service.js';
 import { BuildError } from '../errors.js';
 import { buildRequestDigest } from '../proto-convert.js';
+import { BuildCgroup, cgroupV1Unavailable } from '../sandbox/cgroup-v1.js';
 import { InputsCache } from '../sandbox/inputs-cache.js';
 import { etcFiles } from '../sandbox/nix-compatible-etc.js';
 import { bwrapArgs } from './bwrap-args.js';
@@ -51,6 +52,8 @@ export class BwrapBuildService implements BuildService {
 
   constructor(options: BwrapBuildServiceOptions) {
     if (process.platform !== 'linux') throw new BuildError('SANDBOX_UNAVAILABLE', 'bwrap builds need Linux');
+    const noCgroups = cgroupV1Unavailable();
+    if (noCgroups) throw new BuildError('SANDBOX_UNAVAILABLE', `bwrap builds need cgroups for their limits: ${noCgroups}`);
     this.#options = options;
     const sandboxDir = options.sandboxDir ?? DEFAULT_SANDBOX_DIR;
     this.#inputs = new InputsCache(join(sandboxDir, 'inputs'), options);
@@ -60,11 +63,19 @@ export class BwrapBuildService implements BuildService {
   async *build(request: BuildRequest, options: AbortOptions = {}): AsyncGenerator<BuildEvent> {
     const { signal } = options;
     signal?.throwIfAborted();
-    yield { type: 'accepted', buildId: buildRequestDigest(request).toString(), invocationId: randomUUID(), backend: this.name };
+    const minMemory = request.constraints?.minMemory ?? 0;
+    if (minMemory > totalmem()) {
+      throw new BuildError('CONSTRAINTS_UNMET', `the build needs ${minMemory} bytes of memory; this host has ${totalmem()}`, {
+        details: { field: 'constraints.min_memory' },
+      });
+    }
+    const invocationId = randomUUID();
+    yield { type: 'accepted', buildId: buildRequestDigest(request).toString(), invocationId, backend: this.name };
     const slot = await this.#acquire(signal);
     const sandboxDir = this.#options.sandboxDir ?? DEFAULT_SANDBOX_DIR;
     let buildDir: string | undefined;
     let child: ChildProcess | undefined;
+    let cgroup: BuildCgroup | undefined;
     try {
       const uid = (this.#options.buildUidBase ?? DEFAULT_BUILD_UID_BASE) + slot;
       await fs.mkdir(sandboxDir, { recursive: true, mode: 0o711 });
@@ -76,7 +87,26 @@ export class BwrapBuildService implements BuildService {
       const events = new AsyncQueue<BuildEvent>();
       const tail = new LogTail(LOG_TAIL_LINES);
       const invocation = bwrapArgs(request, layout);
-      child = spawn(this.#options.bwrap ?? 'bwrap', ['--args', '3', ...invocation.command], {
+      cgroup = await BuildCgroup.create(
+        `kiln-${invocationId}`,
+        {
+          pidsMax: this.#options.pidsLimit ?? DEFAULT_PIDS_LIMIT,
+          ...(this.#options.memoryLimitBytes !== undefined ? { memoryLimitBytes: this.#options.memoryLimitBytes } : {}),
+        },
+        uid,
+      );
+      // The first process joins the build's cgroups itself, then becomes bwrap: nothing of the build runs outside them.
+      const enter = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
+      const sandboxArgs = [
+        'kiln-enter-cgroup',
+        ...cgroup.procsFiles,
+        '--',
+        this.#options.bwrap ?? 'bwrap',
+        '--args',
+        '3',
+        ...invocation.command,
+      ];
+      child = spawn('/bin/sh', ['-c', enter, ...sandboxArgs], {
         uid,
         gid: uid,
         stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
@@ -111,6 +141,19 @@ export class BwrapBuildService implements BuildService {
       signal?.throwIfAborted();
       const result = await exited;
       const wallTimeMs = performance.now() - started;
+      const usage = await cgroup.stats();
+      yield { type: 'resources', cpuTimeMs: usage.cpuTimeMs, peakMemoryBytes: usage.peakMemoryBytes };
+      if (usage.oomKilled) {
+        yield {
+          type: 'failed',
+          reason: 'out-of-memory',
+          message: `the build went over its memory limit of ${this.#options.memoryLimitBytes} bytes and was killed`,
+          ...(result.code !== null ? { exitCode: result.code } : {}),
+          ...(result.signal ? { signal: result.signal } : {}),
+          logTail: tail.text(),
+        };
+        return;
+      }
       if (result.code !== 0) {
         const reason = result.signal ? 'signal' : 'exit-code';
         const what = result.signal ? `was killed by ${result.signal}` : `exited with status ${result.code}`;
@@ -148,9 +191,17 @@ export class BwrapBuildService implements BuildService {
         outputs.push({ node: ingested.node, needles: found });
         yield { type: 'output-ingested', index, path: output, node: ingested.node, needles: found };
       }
-      yield { type: 'finished', response: { outputs }, exitCode: 0, wallTimeMs, cpuTimeMs: 0, peakMemoryBytes: 0 };
+      yield {
+        type: 'finished',
+        response: { outputs },
+        exitCode: 0,
+        wallTimeMs,
+        cpuTimeMs: usage.cpuTimeMs,
+        peakMemoryBytes: usage.peakMemoryBytes,
+      };
     } finally {
       killTree(child);
+      await cgroup?.destroy();
       if (buildDir) await fs.rm(buildDir, { recursive: true, force: true });
       this.#release(slot);
     }

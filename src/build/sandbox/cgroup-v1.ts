@@ -1,0 +1,122 @@
+/**
+ * Per-build cgroups on a cgroup v1 host (pids, memory, cpuacct), nested
+ * under the cgroups Kiln itself runs in. The build's first process joins
+ * them itself before it execs the sandbox (its `cgroup.procs` files are
+ * handed to the build user), so every process of the build is counted and
+ * limited from the start.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { join } from 'node:path';
+
+const ROOT = '/sys/fs/cgroup';
+const CONTROLLERS = ['pids', 'memory', 'cpuacct'] as const;
+type Controller = (typeof CONTROLLERS)[number];
+
+export interface CgroupLimits {
+  readonly pidsMax: number;
+  /** Bytes; undefined = no limit. */
+  readonly memoryLimitBytes?: number;
+}
+
+export interface CgroupStats {
+  readonly cpuTimeMs: number;
+  readonly peakMemoryBytes: number;
+  /** The kernel killed a process of the build for going over the memory limit. */
+  readonly oomKilled: boolean;
+}
+
+/** Whether this host has the v1 controllers a build cgroup needs; otherwise the reason. */
+export function cgroupV1Unavailable(): string | undefined {
+  for (const controller of CONTROLLERS)
+    if (!existsSync(join(ROOT, controller, 'cgroup.procs'))) return `no cgroup v1 ${controller} controller at ${ROOT}/${controller}`;
+  return undefined;
+}
+
+/** This process's cgroup path in one controller's hierarchy. */
+function ownPath(controller: Controller): string {
+  for (const line of readFileSync('/proc/self/cgroup', 'utf8').split('\n')) {
+    const [, controllers, path] = line.split(':');
+    if (controllers?.split(',').includes(controller)) return path ?? '/';
+  }
+  return '/';
+}
+
+export class BuildCgroup {
+  readonly #dirs: Record<Controller, string>;
+
+  private constructor(dirs: Record<Controller, string>) {
+    this.#dirs = dirs;
+  }
+
+  /** Creates the cgroups, sets the limits and lets `uid` move processes into them. */
+  static async create(name: string, limits: CgroupLimits, uid: number): Promise<BuildCgroup> {
+    const dirs = Object.fromEntries(CONTROLLERS.map((c) => [c, join(ROOT, c, ownPath(c), name)])) as Record<Controller, string>;
+    const cgroup = new BuildCgroup(dirs);
+    try {
+      for (const dir of Object.values(dirs)) {
+        await fs.mkdir(dir);
+        await fs.chown(join(dir, 'cgroup.procs'), uid, -1);
+      }
+      await fs.writeFile(join(dirs.pids, 'pids.max'), String(limits.pidsMax));
+      if (limits.memoryLimitBytes !== undefined)
+        await fs.writeFile(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryLimitBytes));
+    } catch (error) {
+      await cgroup.destroy();
+      throw error;
+    }
+    return cgroup;
+  }
+
+  /** The files the build's first process writes its pid into. */
+  get procsFiles(): string[] {
+    return CONTROLLERS.map((c) => join(this.#dirs[c], 'cgroup.procs'));
+  }
+
+  async stats(): Promise<CgroupStats> {
+    const read = async (controller: Controller, file: string) => (await fs.readFile(join(this.#dirs[controller], file), 'utf8')).trim();
+    const cpuNs = Number(await read('cpuacct', 'cpuacct.usage'));
+    const peak = Number(await read('memory', 'memory.max_usage_in_bytes'));
+    const oomControl = await read('memory', 'memory.oom_control');
+    const oomKills = Number(/oom_kill (\d+)/.exec(oomControl)?.[1] ?? 0);
+    return { cpuTimeMs: Math.round(cpuNs / 1e6), peakMemoryBytes: peak, oomKilled: oomKills > 0 };
+  }
+
+  /** SIGKILLs every process still in the build's pids cgroup, until it is empty. */
+  async killAll(): Promise<void> {
+    for (let round = 0; round < 50; round++) {
+      const pids = await this.#pids();
+      if (pids.length === 0) return;
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {}
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  async #pids(): Promise<number[]> {
+    try {
+      const text = await fs.readFile(join(this.#dirs.pids, 'cgroup.procs'), 'utf8');
+      return text.split('\n').filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  }
+
+  /** Kills what is left and removes the cgroups. */
+  async destroy(): Promise<void> {
+    await this.killAll();
+    for (const dir of Object.values(this.#dirs)) {
+      for (let attempt = 0; attempt < 50 && existsSync(dir); attempt++) {
+        try {
+          await fs.rmdir(dir);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EBUSY') throw error;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      }
+    }
+  }
+}
