@@ -170,6 +170,23 @@ describe('BwrapBuildService', { skip: skip ?? false }, () => {
     assert.equal(spawnSync('pgrep', ['-f', 'sleep 5']).status, 1, 'no process of the build survives it');
   });
 
+  for (const [kind, options, script] of [
+    ['timeout', { timeoutMs: 500 }, 'while true; do echo tick; sleep 0.1; done'],
+    ['silence-timeout', { silenceTimeoutMs: 500 }, 'echo started; sleep 30'],
+  ] as const) {
+    it(`a build past its ${kind} is killed and fails as ${kind}`, async () => {
+      const limited = new BwrapBuildService({ blobService, directoryService, sandboxDir, ...options });
+      const started = performance.now();
+      const events: BuildEvent[] = [];
+      for await (const e of limited.build(await request(script))) events.push(e);
+      const last = events.at(-1);
+      assert.equal(last?.type, 'failed');
+      if (last?.type === 'failed') assert.equal(last.reason, kind);
+      assert.ok(performance.now() - started < 3000, `took ${performance.now() - started} ms`);
+      assert.equal(spawnSync('pgrep', ['-f', 'sleep 30']).status, 1, 'nothing survives');
+    });
+  }
+
   it('rejects a request needing more memory than the host has', async () => {
     const huge = await request('true', {
       constraints: { system: 'x86_64-linux', minMemory: 2 ** 52, availableRoPaths: [], networkAccess: false, provideBinSh: true },

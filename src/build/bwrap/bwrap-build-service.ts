@@ -132,17 +132,34 @@ export class BwrapBuildService implements BuildService {
       );
       const onAbort = () => killTree(child);
       signal?.addEventListener('abort', onAbort, { once: true });
+      const limits = new TimeLimits(this.#options, () => killTree(child));
       yield { type: 'started' };
       try {
-        for await (const event of events) yield event;
+        for await (const event of events) {
+          if (event.type === 'log') limits.activity();
+          yield event;
+        }
       } finally {
         signal?.removeEventListener('abort', onAbort);
+        limits.stop();
       }
       signal?.throwIfAborted();
       const result = await exited;
       const wallTimeMs = performance.now() - started;
       const usage = await cgroup.stats();
       yield { type: 'resources', cpuTimeMs: usage.cpuTimeMs, peakMemoryBytes: usage.peakMemoryBytes };
+      if (limits.expired) {
+        const [reason, ms] =
+          limits.expired === 'timeout' ? ['timeout', this.#options.timeoutMs] : ['silence-timeout', this.#options.silenceTimeoutMs];
+        const what = reason === 'timeout' ? `ran longer than ${ms} ms` : `wrote nothing for ${ms} ms`;
+        yield {
+          type: 'failed',
+          reason: reason as 'timeout' | 'silence-timeout',
+          message: `the build ${what} and was killed`,
+          logTail: tail.text(),
+        };
+        return;
+      }
       if (usage.oomKilled) {
         yield {
           type: 'failed',
@@ -282,6 +299,41 @@ function killTree(child: ChildProcess | undefined): void {
     process.kill(-child.pid, 'SIGKILL');
   } catch {
     child.kill('SIGKILL');
+  }
+}
+
+/** Wall-clock and silence limits: `onExpire` runs once when either passes. */
+class TimeLimits {
+  expired: 'timeout' | 'silence-timeout' | undefined;
+  readonly #silenceMs: number | undefined;
+  readonly #onExpire: () => void;
+  readonly #wall: NodeJS.Timeout | undefined;
+  #silence: NodeJS.Timeout | undefined;
+
+  constructor(limits: SandboxLimits, onExpire: () => void) {
+    this.#onExpire = onExpire;
+    this.#silenceMs = limits.silenceTimeoutMs;
+    if (limits.timeoutMs !== undefined) this.#wall = setTimeout(() => this.#expire('timeout'), limits.timeoutMs);
+    this.activity();
+  }
+
+  /** The build wrote something: the silence clock starts again. */
+  activity(): void {
+    if (this.#silenceMs === undefined || this.expired) return;
+    clearTimeout(this.#silence);
+    this.#silence = setTimeout(() => this.#expire('silence-timeout'), this.#silenceMs);
+  }
+
+  #expire(kind: 'timeout' | 'silence-timeout'): void {
+    if (this.expired) return;
+    this.expired = kind;
+    this.stop();
+    this.#onExpire();
+  }
+
+  stop(): void {
+    clearTimeout(this.#wall);
+    clearTimeout(this.#silence);
   }
 }
 
