@@ -1,6 +1,6 @@
 /**
  * `bwrap://`: builds in a bubblewrap sandbox. bwrap runs as an unprivileged
- * host build user (one uid per concurrent slot, from `buildUidBase`), so the
+ * host build user (a uid from `buildUidBase` on, locked across processes), so the
  * sandbox's uid 1000 maps to that user, never to host root. The build root
  * lives under `sandboxDir`, which those users must be able to traverse.
  */
@@ -18,6 +18,7 @@ import { type BuildRequest, isPathWithin, scratchPathFor } from '../build-reques
 import { type BuildService, DEFAULT_PIDS_LIMIT, type SandboxLimits } from '../build-service.js';
 import { BuildError } from '../errors.js';
 import { buildRequestDigest } from '../proto-convert.js';
+import { type BuildUserLock, lockBuildUser } from '../sandbox/build-user-lock.js';
 import { BuildCgroup, cgroupV1Unavailable } from '../sandbox/cgroup-v1.js';
 import { InputsCache } from '../sandbox/inputs-cache.js';
 import { etcFiles } from '../sandbox/nix-compatible-etc.js';
@@ -25,7 +26,7 @@ import { bwrapArgs } from './bwrap-args.js';
 
 /** Default parent of build roots and the inputs cache. */
 export const DEFAULT_SANDBOX_DIR = '/var/tmp/kiln-sandbox';
-/** Host uids for build slots start here (slot n runs as base + n). */
+/** Host uids of build users start here. */
 export const DEFAULT_BUILD_UID_BASE = 30_000;
 /** Lines of log kept for the failure summary. */
 export const LOG_TAIL_LINES = 20;
@@ -76,10 +77,13 @@ export class BwrapBuildService implements BuildService {
     let buildDir: string | undefined;
     let child: ChildProcess | undefined;
     let cgroup: BuildCgroup | undefined;
+    let user: BuildUserLock | undefined;
     try {
-      const uid = (this.#options.buildUidBase ?? DEFAULT_BUILD_UID_BASE) + slot;
       await fs.mkdir(sandboxDir, { recursive: true, mode: 0o711 });
       await fs.chmod(sandboxDir, 0o711);
+      user = await lockBuildUser(join(sandboxDir, 'locks'), this.#options.buildUidBase ?? DEFAULT_BUILD_UID_BASE);
+      if (!user) throw new BuildError('SANDBOX_UNAVAILABLE', `every build user is busy (locks in ${join(sandboxDir, 'locks')})`);
+      const uid = user.uid;
       buildDir = await fs.mkdtemp(join(sandboxDir, 'build-'));
       await fs.chmod(buildDir, 0o711);
       const layout = await this.#prepare(request, buildDir, uid, signal);
@@ -219,6 +223,7 @@ export class BwrapBuildService implements BuildService {
     } finally {
       killTree(child);
       await cgroup?.destroy();
+      await user?.release();
       if (buildDir) await fs.rm(buildDir, { recursive: true, force: true });
       this.#release(slot);
     }
