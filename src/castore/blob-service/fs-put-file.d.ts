@@ -51,3 +51,12 @@ export type FilePutter = (path: string | Uint8Array, sizeHint: number) => FilePu
 
 /** A putter with its own reusable read buffer (allocated on first use) and temp-name counter. */
 export declare function createFilePutter(options: FilePutterOptions): FilePutter;
+
+/**
+ * Writes `data`, whose BLAKE3 digest is `digest`, as a blob with the same
+ * temp-file-then-rename guarantees; the caller has checked it is not stored.
+ */
+export type BlobWriter = (data: Uint8Array, digest: Uint8Array) => FilePutResult;
+
+/** A writer for buffers already in memory, with its own temp-name counter. */
+export declare function createBlobWriter(options: FilePutterOptions): BlobWriter;

@@ -10,20 +10,66 @@ export const PUT_FILE_BUFFER_SIZE = (1 << 20) + 1;
 const SOURCE_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0);
 const TMP_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
 
+/**
+ * Stores a buffer whose digest the caller already computed (and checked).
+ * @param {import('./fs-put-file.js').FilePutterOptions} options
+ */
+export function createBlobWriter(options) {
+  const writeBlob = createWriteBlob(options, () => {
+    throw new Error('unreachable: a blob writer never streams');
+  });
+  return (data, digest) => writeBlob(data, undefined, digest);
+}
+
 /** @param {import('./fs-put-file.js').FilePutterOptions} options */
 export function createFilePutter(options) {
-  const { blobsDir, tmpDir, tmpPrefix, fsyncAlways, createHash } = options;
+  const { blobsDir, createHash } = options;
   /** @type {Buffer | undefined} */
   let buffer;
-  let tmpCounter = 0;
+  const writeBlob = createWriteBlob(options, () => buffer);
+  const blobPath = blobPathIn(blobsDir);
 
-  // Plain concatenation: path.join would normalise the same directories for every file.
-  const blobsPrefix = `${join(blobsDir, '.')}/`;
-  const tmpPrefixPath = join(tmpDir, tmpPrefix);
-  const blobPath = (digest) => {
-    const hex = Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('hex');
-    return `${blobsPrefix}${hex.slice(0, 2)}/${hex}`;
+  /**
+   * Stores the bytes of the file at `path` (not following a symlink), read
+   * front to back until end of file. `sizeHint`, the size a stat saw, saves
+   * the read that would confirm the end of the file.
+   */
+  return function putFile(path, sizeHint) {
+    buffer ??= Buffer.allocUnsafe(PUT_FILE_BUFFER_SIZE);
+    let source = openSync(path, SOURCE_FLAGS);
+    try {
+      let filled = 0;
+      for (;;) {
+        const wanted = buffer.byteLength - filled;
+        if (wanted === 0) return writeBlob(buffer.subarray(0, filled), source, undefined);
+        const bytesRead = readSync(source, buffer, filled, wanted, null);
+        filled += bytesRead;
+        if (bytesRead === 0 || (bytesRead < wanted && filled === sizeHint)) break;
+      }
+      closeSync(source);
+      source = -1;
+      const data = buffer.subarray(0, filled);
+      const hasher = createHash();
+      hasher.update(data);
+      const digest = new Uint8Array(hasher.digest());
+      if (existsSync(blobPath(digest))) return { digest, size: filled, stored: false };
+      return writeBlob(data, undefined, digest);
+    } finally {
+      if (source >= 0) closeSync(source);
+    }
   };
+}
+
+/**
+ * The temp-file-then-rename writer shared by file puts and buffer puts.
+ * @param {import('./fs-put-file.js').FilePutterOptions} options
+ * @param {() => Buffer} readBuffer the buffer to stream the rest of a file through
+ */
+function createWriteBlob(options, readBuffer) {
+  const { blobsDir, tmpDir, tmpPrefix, fsyncAlways, createHash } = options;
+  let tmpCounter = 0;
+  const tmpPrefixPath = join(tmpDir, tmpPrefix);
+  const blobPath = blobPathIn(blobsDir);
 
   const writeAll = (fd, data) => {
     for (let written = 0; written < data.byteLength; ) written += writeSync(fd, data, written, data.byteLength - written);
@@ -55,6 +101,7 @@ export function createFilePutter(options) {
         writeAll(fd, chunk);
         size += chunk.byteLength;
         if (source === undefined) break;
+        const buffer = readBuffer();
         chunk = buffer.subarray(0, readSync(source, buffer, 0, buffer.byteLength, null));
       }
       const finalDigest = digest ?? new Uint8Array(hasher.digest());
@@ -78,33 +125,14 @@ export function createFilePutter(options) {
     }
   };
 
-  /**
-   * Stores the bytes of the file at `path` (not following a symlink), read
-   * front to back until end of file. `sizeHint`, the size a stat saw, saves
-   * the read that would confirm the end of the file.
-   */
-  return function putFile(path, sizeHint) {
-    buffer ??= Buffer.allocUnsafe(PUT_FILE_BUFFER_SIZE);
-    let source = openSync(path, SOURCE_FLAGS);
-    try {
-      let filled = 0;
-      for (;;) {
-        const wanted = buffer.byteLength - filled;
-        if (wanted === 0) return writeBlob(buffer.subarray(0, filled), source, undefined);
-        const bytesRead = readSync(source, buffer, filled, wanted, null);
-        filled += bytesRead;
-        if (bytesRead === 0 || (bytesRead < wanted && filled === sizeHint)) break;
-      }
-      closeSync(source);
-      source = -1;
-      const data = buffer.subarray(0, filled);
-      const hasher = createHash();
-      hasher.update(data);
-      const digest = new Uint8Array(hasher.digest());
-      if (existsSync(blobPath(digest))) return { digest, size: filled, stored: false };
-      return writeBlob(data, undefined, digest);
-    } finally {
-      if (source >= 0) closeSync(source);
-    }
+  return writeBlob;
+}
+
+/** `<blobsDir>/<2 hex>/<hex>` by plain concatenation: path.join would normalise the same directory for every file. */
+function blobPathIn(blobsDir) {
+  const blobsPrefix = `${join(blobsDir, '.')}/`;
+  return (digest) => {
+    const hex = Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('hex');
+    return `${blobsPrefix}${hex.slice(0, 2)}/${hex}`;
   };
 }

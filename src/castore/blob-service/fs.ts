@@ -12,7 +12,8 @@
  * same temp-then-rename steps (fs-put-file.js).
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, openSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { AbortOptions } from '../../common/abort.js';
@@ -29,6 +30,7 @@ import type {
   LocalFileIngest,
   PutFileOptions,
 } from './blob-service.js';
+import { type BlobWriter, createBlobWriter } from './fs-put-file.js';
 import { FilePutPool } from './fs-put-pool.js';
 import { integrityError, verifiedStream } from './verify-stream.js';
 
@@ -58,6 +60,7 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
   readonly #fsync: 'always' | 'batch';
   readonly #earlyWritebackBytes: number;
   readonly #putPool: FilePutPool;
+  readonly #writeBlob: BlobWriter;
   #unsynced = false;
   #writtenSinceSync = 0;
   #earlyWriteback: Promise<void> | undefined;
@@ -74,6 +77,13 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
       tmpDir: this.#tmpDir,
       fsyncAlways: this.#fsync === 'always',
       threads: options.putFileThreads,
+    });
+    this.#writeBlob = createBlobWriter({
+      blobsDir: this.#blobsDir,
+      tmpDir: this.#tmpDir,
+      tmpPrefix: `${process.pid}-${randomBytes(4).toString('hex')}-s-`,
+      fsyncAlways: this.#fsync === 'always',
+      createHash: createBlake3,
     });
   }
 
@@ -143,24 +153,8 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
     if (options.expectedDigest && !options.expectedDigest.equals(digest)) throw integrityError(options.expectedDigest, digest);
     const target = this.blobPath(digest);
     if (existsSync(target)) return { digest, size: data.byteLength };
-    const tmpPath = this.#tmpPath();
-    const fd = openSync(tmpPath, 'wx', 0o444);
-    let renamed = false;
-    try {
-      for (let written = 0; written < data.byteLength; ) written += writeSync(fd, data, written);
-      if (this.#fsync === 'always') fdatasyncSync(fd);
-      closeSync(fd);
-      renameSync(tmpPath, target);
-      renamed = true;
-    } finally {
-      if (!renamed) {
-        try {
-          closeSync(fd);
-        } catch {}
-        rmSync(tmpPath, { force: true });
-      }
-    }
-    this.#afterRename(target, data.byteLength);
+    this.#writeBlob(data, digest.bytes);
+    this.#stored(data.byteLength);
     return { digest, size: data.byteLength };
   }
 
