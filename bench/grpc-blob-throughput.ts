@@ -26,6 +26,7 @@ import { MemoryBlobService } from '../src/castore/blob-service/memory.js';
 import { MemoryDirectoryService } from '../src/castore/directory-service/memory.js';
 import { openFsCastore } from '../src/castore/fs-store.js';
 import { grpcBlobServiceFromUrl, startCastoreServer } from '../src/castore/grpc/index.js';
+import { median } from './harness.js';
 
 /** Node flags Kiln processes moving blobs should run with (see the header). */
 export const RECOMMENDED_NODE_FLAGS = ['--initial-old-space-size=128'];
@@ -64,12 +65,6 @@ export interface GrpcBlobThroughput {
 type Tuning = Pick<GrpcBlobThroughputOptions, 'readChunkSize' | 'putChunkSize' | 'streamWindowSize'>;
 
 const READY = 'kiln-bench-ready ';
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
 
 /** CPU seconds (user + system) a process has used so far, from /proc; undefined elsewhere. */
 async function processCpuSeconds(pid: number): Promise<number | undefined> {

@@ -14,7 +14,7 @@ import { type BlobService, type DirectoryService, importPath, type Node } from '
 import type { AbortOptions } from '../../common/abort.js';
 import { AsyncQueue } from '../../common/async-queue.js';
 import type { BuildEvent } from '../build-events.js';
-import { type BuildRequest, isPathWithin, scratchPathFor } from '../build-request.js';
+import { type BuildRequest, scratchPathFor } from '../build-request.js';
 import { type BuildService, DEFAULT_PIDS_LIMIT, type SandboxLimits } from '../build-service.js';
 import { BuildError } from '../errors.js';
 import { buildRequestDigest } from '../proto-convert.js';
@@ -293,8 +293,7 @@ export class BwrapBuildService implements BuildService {
 function hostPathOf(request: BuildRequest, scratchDirs: readonly string[], path: string): string {
   const scratch = scratchPathFor(request, path) as string;
   const dir = scratchDirs[request.scratchPaths.indexOf(scratch)] as string;
-  const rest = isPathWithin(path, scratch) && path !== scratch ? path.slice(scratch === '' ? 0 : scratch.length + 1) : '';
-  return rest === '' ? dir : join(dir, rest);
+  return path === scratch ? dir : join(dir, path.slice(scratch === '' ? 0 : scratch.length + 1));
 }
 
 /** bwrap runs the build as pid 1 of its own pid namespace: killing bwrap's process group ends every process in it. */
