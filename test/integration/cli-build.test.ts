@@ -1,35 +1,14 @@
 /** `kiln build` from the outside: output shapes, exit statuses, --input, --export. */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { bwrapSkipReason } from '../../src/build/testing/index.js';
+import { repo, runKiln } from './run-kiln.js';
 
-const repo = resolve(import.meta.dirname, '../..');
-const kiln = join(repo, 'bin/kiln');
-
-function skipReason(): string | undefined {
-  if (spawnSync('bwrap', ['--version']).status !== 0) return 'bwrap is not installed';
-  if (!existsSync('/bin/busybox')) return 'busybox-static is not installed';
-  if (process.getuid?.() !== 0) return 'bwrap builds run as dedicated build users, which needs root';
-  return undefined;
-}
-const skip = skipReason();
+const skip = bwrapSkipReason();
 if (skip) console.log(`# skipping kiln build CLI tests: ${skip}`);
-
-function run(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(kiln, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', fail);
-    child.on('close', (status) => done({ status, stdout, stderr }));
-  });
-}
 
 describe('kiln build CLI', { skip: skip ?? false }, () => {
   let work: string;
@@ -66,7 +45,7 @@ describe('kiln build CLI', { skip: skip ?? false }, () => {
 
   it('builds the README example with --input, prints the response as JSON and exports the output', async () => {
     const dest = join(work, 'exported');
-    const result = await run(
+    const result = await runKiln(
       [
         'build',
         join(repo, 'examples/hello-request.json'),
@@ -90,7 +69,7 @@ describe('kiln build CLI', { skip: skip ?? false }, () => {
 
   it('reports references found by scanning', async () => {
     const request = await requestFile('cat /nix/store/the-input/README > $out; echo /nix/store/the-input >> $out');
-    const result = await run(
+    const result = await runKiln(
       ['build', request, '--input', `the-input=${join(repo, 'examples/sample-tree')}`, '--json', '--builder', sandbox()],
       env(),
     );
@@ -99,14 +78,14 @@ describe('kiln build CLI', { skip: skip ?? false }, () => {
   });
 
   it('exits 1 when the build fails, saying why', async () => {
-    const result = await run(['build', await requestFile('echo oops >&2; exit 7'), '--builder', sandbox()], env());
+    const result = await runKiln(['build', await requestFile('echo oops >&2; exit 7'), '--builder', sandbox()], env());
     assert.equal(result.status, 1);
     assert.match(result.stderr, /oops/);
     assert.match(result.stderr, /^error: build failed \(exit-code\): the build exited with status 7$/m);
   });
 
   it('exits 1 naming a missing output', async () => {
-    const result = await run(['build', await requestFile('true'), '--builder', sandbox()], env());
+    const result = await runKiln(['build', await requestFile('true'), '--builder', sandbox()], env());
     assert.equal(result.status, 1);
     assert.match(result.stderr, /output nix\/store\/result was not produced/);
   });
@@ -114,10 +93,10 @@ describe('kiln build CLI', { skip: skip ?? false }, () => {
   it('exits 2 for an invalid request, naming the field, without running anything', async () => {
     const path = join(work, 'bad.json');
     await fs.writeFile(path, JSON.stringify({ commandArgs: ['/bin/sh'], scratchPaths: ['nix/store', 'build'], outputs: [] }));
-    const result = await run(['build', path, '--builder', sandbox()], env());
+    const result = await runKiln(['build', path, '--builder', sandbox()], env());
     assert.equal(result.status, 2);
     assert.match(result.stderr, /^error: invalid build request: scratch_paths\[1\]/);
-    const unknown = await run(['build', await requestFile('true'), '--builder', 'nope://'], env());
+    const unknown = await runKiln(['build', await requestFile('true'), '--builder', 'nope://'], env());
     assert.equal(unknown.status, 2);
   });
 });

@@ -6,31 +6,12 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { B3Digest, importPath, MemoryBlobService, MemoryDirectoryService } from '../../src/castore/index.js';
+import { kiln, repo, runKiln } from './run-kiln.js';
 
-const repo = resolve(import.meta.dirname, '../..');
-const kiln = join(repo, 'bin/kiln');
 const sample = join(repo, 'examples/sample-tree');
-
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(kiln, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (status) => resolvePromise({ status, stdout, stderr }));
-  });
-}
 
 describe('kiln castore CLI', () => {
   let home: string;
@@ -46,7 +27,7 @@ describe('kiln castore CLI', () => {
   const env = () => ({ KILN_HOME: home });
 
   it('import --json prints the Entry of the sample tree into the default store under KILN_HOME', async () => {
-    const result = await run(['castore', 'import', sample, '--json'], env());
+    const result = await runKiln(['castore', 'import', sample, '--json'], env());
     assert.equal(result.status, 0, result.stderr);
     const entry = JSON.parse(result.stdout);
     assert.equal(Buffer.from(entry.directory.name, 'base64').toString(), 'sample-tree');
@@ -60,16 +41,16 @@ describe('kiln castore CLI', () => {
   });
 
   it('export materializes the tree with modes and symlinks, and ls lists it', async () => {
-    const imported = await run(['castore', 'import', sample, '--json'], env());
+    const imported = await runKiln(['castore', 'import', sample, '--json'], env());
     const dest = join(work, 'exported');
-    const exported = await run(['castore', 'export', imported.stdout.trim(), dest], env());
+    const exported = await runKiln(['castore', 'export', imported.stdout.trim(), dest], env());
     assert.equal(exported.status, 0, exported.stderr);
     assert.equal(await fs.readFile(join(dest, 'bin/hello'), 'utf8'), await fs.readFile(join(sample, 'bin/hello'), 'utf8'));
     assert.ok((await fs.stat(join(dest, 'bin/hello'))).mode & 0o100);
     assert.equal((await fs.stat(join(dest, 'README'))).mode & 0o111, 0);
     assert.equal(await fs.readlink(join(dest, 'src/hello-link')), '../bin/hello');
     const digest = B3Digest.fromBytes(new Uint8Array(Buffer.from(JSON.parse(imported.stdout).directory.digest, 'base64')));
-    const listed = await run(['castore', 'ls', digest.toString()], env());
+    const listed = await runKiln(['castore', 'ls', digest.toString()], env());
     assert.equal(listed.status, 0, listed.stderr);
     assert.match(listed.stdout, /^x .* bin\/hello$/m);
     assert.match(listed.stdout, /^l .*\.\.\/bin\/hello {2}src\/hello-link$/m);
@@ -79,21 +60,21 @@ describe('kiln castore CLI', () => {
     const store = join(work, 'verify-store');
     const file = join(work, 'payload.txt');
     await fs.writeFile(file, 'precious bytes that will rot\n'.repeat(100));
-    const imported = await run(['castore', 'import', file, '--json', '--store', store]);
+    const imported = await runKiln(['castore', 'import', file, '--json', '--store', store]);
     assert.equal(imported.status, 0, imported.stderr);
-    assert.equal((await run(['castore', 'verify', '--store', store])).status, 0);
+    assert.equal((await runKiln(['castore', 'verify', '--store', store])).status, 0);
     const digest = B3Digest.fromBytes(new Uint8Array(Buffer.from(JSON.parse(imported.stdout).file.digest, 'base64')));
     const blobFile = join(store, 'blobs', digest.toHex().slice(0, 2), digest.toHex());
     await fs.chmod(blobFile, 0o644);
     await fs.writeFile(blobFile, 'precious bytes that have rotted\n');
-    const verified = await run(['castore', 'verify', '--store', store, '--json']);
+    const verified = await runKiln(['castore', 'verify', '--store', store, '--json']);
     assert.equal(verified.status, 1);
     const report = JSON.parse(verified.stdout);
     assert.deepEqual(
       report.problems.map((p: { kind: string; digest: string }) => [p.kind, p.digest]),
       [['corrupt-blob', digest.toString()]],
     );
-    const exported = await run(['castore', 'export', imported.stdout.trim(), join(work, 'rotten'), '--store', store]);
+    const exported = await runKiln(['castore', 'export', imported.stdout.trim(), join(work, 'rotten'), '--store', store]);
     assert.equal(exported.status, 1);
     assert.match(exported.stderr, new RegExp(`^error: .*${digest.toString().replace(/[+/=]/g, '\\$&')}`));
     await assert.rejects(fs.access(join(work, 'rotten')));
@@ -108,16 +89,16 @@ describe('kiln castore CLI', () => {
       ['castore', 'import', sample, '--bogus'],
       ['frobnicate'],
     ]) {
-      const result = await run(args, env());
+      const result = await runKiln(args, env());
       assert.equal(result.status, 2, `${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr, /^error: [^\n]+\n/, args.join(' '));
     }
   });
 
   it('a missing path or unknown digest exits 1', async () => {
-    assert.equal((await run(['castore', 'import', join(work, 'does-not-exist')], env())).status, 1);
+    assert.equal((await runKiln(['castore', 'import', join(work, 'does-not-exist')], env())).status, 1);
     const unknown = B3Digest.fromBytes(new Uint8Array(32).fill(9)).toString();
-    const result = await run(['castore', 'ls', unknown], env());
+    const result = await runKiln(['castore', 'ls', unknown], env());
     assert.equal(result.status, 1);
     assert.match(result.stderr, /not found/);
   });
@@ -131,7 +112,7 @@ describe('kiln castore CLI', () => {
       ['castore', 'verify', '--help'],
       ['serve', '--help'],
     ]) {
-      const result = await run(args);
+      const result = await runKiln(args);
       assert.equal(result.status, 0, args.join(' '));
       assert.match(result.stdout, /usage: kiln/);
     }
@@ -149,13 +130,13 @@ describe('kiln castore CLI', () => {
         server.once('exit', (code) => fail(new Error(`serve exited with ${code}`)));
       });
       const url = `grpc+unix://${socket}`;
-      const imported = await run(['castore', 'import', sample, '--json', '--store', url]);
+      const imported = await runKiln(['castore', 'import', sample, '--json', '--store', url]);
       assert.equal(imported.status, 0, imported.stderr);
       const dest = join(work, 'from-grpc');
-      const exported = await run(['castore', 'export', imported.stdout.trim(), dest, '--store', url]);
+      const exported = await runKiln(['castore', 'export', imported.stdout.trim(), dest, '--store', url]);
       assert.equal(exported.status, 0, exported.stderr);
       assert.equal(await fs.readlink(join(dest, 'src/hello-link')), '../bin/hello');
-      const local = await run(['castore', 'import', sample, '--json', '--store', served]);
+      const local = await runKiln(['castore', 'import', sample, '--json', '--store', served]);
       assert.equal(local.stdout, imported.stdout, 'the same tree imported locally on the served store gives the same entry');
     } finally {
       server.kill('SIGTERM');

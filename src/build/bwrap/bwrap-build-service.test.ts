@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -8,15 +7,10 @@ import { B3Digest, importPath, MemoryBlobService, MemoryDirectoryService, parseP
 import { concatBytes } from '../../common/async-iterable.js';
 import type { BuildEvent } from '../build-events.js';
 import type { BuildRequest } from '../build-request.js';
+import { bwrapSkipReason } from '../testing/index.js';
 import { BwrapBuildService } from './bwrap-build-service.js';
 
-function skipReason(): string | undefined {
-  if (spawnSync('bwrap', ['--version']).status !== 0) return 'bwrap is not installed';
-  if (!existsSync('/bin/busybox')) return 'busybox-static is not installed';
-  if (process.getuid?.() !== 0) return 'the bwrap backend runs builds as dedicated build users, which needs root';
-  return undefined;
-}
-const skip = skipReason();
+const skip = bwrapSkipReason();
 if (skip) console.log(`# skipping BwrapBuildService: ${skip}`);
 
 describe('BwrapBuildService', { skip: skip ?? false }, () => {
