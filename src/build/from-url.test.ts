@@ -11,7 +11,10 @@ describe('buildServiceFromUrl', () => {
     ['dummy://', 'dummy'],
     ['bwrap://', 'bwrap'],
     ['bwrap:///var/tmp/sandbox', 'bwrap'],
-    ['bwrap://?concurrency=3', 'bwrap'],
+    ['bwrap://?concurrency=3&timeout=90s&silence-timeout=500ms&memory=512M&pids=64', 'bwrap'],
+    ['oci://', 'oci(runc)'],
+    ['oci://?runtime=crun&memory=2G', 'oci(crun)'],
+    ['oci:///var/tmp/bundles?runtime=runc&sandbox-dir=/var/tmp/sbx', 'oci(runc)'],
   ] as const) {
     it(`accepts ${url}`, async () => {
       assert.equal((await buildServiceFromUrl(url, deps)).name, name);
@@ -23,6 +26,10 @@ describe('buildServiceFromUrl', () => {
     'bwrap://host/x',
     'bwrap://?concurrency=0',
     'bwrap://?frobnicate=1',
+    'bwrap://?timeout=10',
+    'bwrap://?memory=lots',
+    'oci://?runtime=docker',
+    'oci://host',
     'nonsense',
   ]) {
     it(`rejects ${url} naming it`, async () => {

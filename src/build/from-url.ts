@@ -1,29 +1,81 @@
 /**
- * Composition by URL for builders: `dummy://` and `bwrap://` (optionally
- * `bwrap:///sandbox/dir`), with `?concurrency=N`. Later: `oci://` and
- * `grpc+…`. The one place besides the CLI and tests that names backends.
+ * Composition by URL for builders, the one place besides the CLI and tests
+ * that names backends:
+ *
+ * - `dummy://`: fails every build; for wiring tests.
+ * - `bwrap://[/SANDBOX_DIR]`: bubblewrap; the path, if any, is the sandbox
+ *   directory (build roots and the inputs cache).
+ * - `oci://[/BUNDLE_ROOT]?runtime=runc|crun`: an OCI runtime (default runc);
+ *   the path, if any, is where bundles are written.
+ *
+ * Parameters every local sandbox takes (all optional):
+ * `concurrency=N` (default: cores), `timeout=DURATION`,
+ * `silence-timeout=DURATION` (e.g. `90s`, `500ms`, `2m`, `1h`),
+ * `memory=SIZE` (e.g. `512M`, `2G`; bytes without a suffix), `pids=N`
+ * (default 1024), `sandbox-dir=PATH` (oci only; bwrap takes it as the path).
+ * `defaultBuilderUrl()` picks bwrap when it is installed, else runc.
  */
 import type { BlobService, DirectoryService } from '../castore/index.js';
 import type { BuildService } from './build-service.js';
 import { BwrapBuildService } from './bwrap/bwrap-build-service.js';
 import { DummyBuildService } from './dummy.js';
 import { BuildError } from './errors.js';
+import { OciBuildService } from './oci/oci-build-service.js';
+import { findExecutable } from './sandbox/find-executable.js';
+import type { LocalSandboxOptions } from './sandbox/local-sandbox-service.js';
 
 export interface BuilderDependencies {
   blobService: BlobService;
   directoryService: DirectoryService;
 }
 
+/** bwrap:// when bubblewrap is installed, else oci://?runtime=runc. */
+export function defaultBuilderUrl(): string {
+  return findExecutable('bwrap') || !findExecutable('runc') ? 'bwrap://' : 'oci://?runtime=runc';
+}
+
 function invalid(url: string, why: string): BuildError {
   return new BuildError('INVALID_REQUEST', `invalid builder URL ${url}: ${why}`, { details: { field: 'builder' } });
 }
 
-function positiveInteger(url: string, params: URLSearchParams, name: string): number | undefined {
-  const value = params.get(name);
-  if (value === null) return undefined;
-  if (!/^[1-9][0-9]*$/.test(value)) throw invalid(url, `${name} must be a positive integer`);
-  return Number(value);
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const SIZE_UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+
+/** Parses the local sandbox parameters of `url`, rejecting unknown ones. */
+function sandboxOptions(url: string, params: URLSearchParams, extra: readonly string[]): Partial<LocalSandboxOptions> {
+  const known = ['concurrency', 'timeout', 'silence-timeout', 'memory', 'pids', ...extra];
+  for (const key of params.keys()) if (!known.includes(key)) throw invalid(url, `unknown parameter ${key} (known: ${known.join(', ')})`);
+  const count = (name: string) => {
+    const value = params.get(name);
+    if (value === null) return undefined;
+    if (!/^[1-9][0-9]*$/.test(value)) throw invalid(url, `${name} must be a positive integer`);
+    return Number(value);
+  };
+  const duration = (name: string) => {
+    const value = params.get(name);
+    if (value === null) return undefined;
+    const match = /^([1-9][0-9]*)(ms|s|m|h)$/.exec(value);
+    if (!match) throw invalid(url, `${name} must be a duration such as 500ms, 90s, 2m or 1h`);
+    return Number(match[1]) * (DURATION_UNITS[match[2] as string] as number);
+  };
+  const size = (name: string) => {
+    const value = params.get(name);
+    if (value === null) return undefined;
+    const match = /^([1-9][0-9]*)([KMGT]?)$/.exec(value);
+    if (!match) throw invalid(url, `${name} must be a size such as 512M or 2G`);
+    return Number(match[1]) * (SIZE_UNITS[match[2] as string] as number);
+  };
+  const options = {
+    concurrency: count('concurrency'),
+    timeoutMs: duration('timeout'),
+    silenceTimeoutMs: duration('silence-timeout'),
+    memoryLimitBytes: size('memory'),
+    pidsLimit: count('pids'),
+  };
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
 }
+
+const pathOf = (parsed: URL) => (parsed.pathname !== '' && parsed.pathname !== '/' ? decodeURIComponent(parsed.pathname) : undefined);
 
 export async function buildServiceFromUrl(url: string, dependencies: BuilderDependencies): Promise<BuildService> {
   let parsed: URL;
@@ -34,14 +86,30 @@ export async function buildServiceFromUrl(url: string, dependencies: BuilderDepe
   }
   switch (parsed.protocol) {
     case 'dummy:':
-      if (parsed.host !== '' || (parsed.pathname !== '' && parsed.pathname !== '/')) throw invalid(url, 'dummy:// takes no host or path');
+      if (parsed.host !== '' || pathOf(parsed) || parsed.search !== '') throw invalid(url, 'dummy:// takes no host, path or parameters');
       return new DummyBuildService();
     case 'bwrap:': {
       if (parsed.host !== '') throw invalid(url, 'bwrap:// takes no host; put a sandbox directory in the path');
-      for (const key of parsed.searchParams.keys()) if (key !== 'concurrency') throw invalid(url, `unknown parameter ${key}`);
-      const concurrency = positiveInteger(url, parsed.searchParams, 'concurrency');
-      const sandboxDir = parsed.pathname !== '' && parsed.pathname !== '/' ? decodeURIComponent(parsed.pathname) : undefined;
-      return new BwrapBuildService({ ...dependencies, ...(sandboxDir ? { sandboxDir } : {}), ...(concurrency ? { concurrency } : {}) });
+      const sandboxDir = pathOf(parsed);
+      return new BwrapBuildService({
+        ...dependencies,
+        ...sandboxOptions(url, parsed.searchParams, []),
+        ...(sandboxDir ? { sandboxDir } : {}),
+      });
+    }
+    case 'oci:': {
+      if (parsed.host !== '') throw invalid(url, 'oci:// takes no host; put a bundle root in the path');
+      const runtime = parsed.searchParams.get('runtime') ?? 'runc';
+      if (runtime !== 'runc' && runtime !== 'crun') throw invalid(url, `runtime must be runc or crun, not ${runtime}`);
+      const bundleRoot = pathOf(parsed);
+      const sandboxDir = parsed.searchParams.get('sandbox-dir');
+      return new OciBuildService({
+        ...dependencies,
+        ...sandboxOptions(url, parsed.searchParams, ['runtime', 'sandbox-dir']),
+        runtime,
+        ...(bundleRoot ? { bundleRoot } : {}),
+        ...(sandboxDir ? { sandboxDir } : {}),
+      });
     }
     default:
       throw invalid(url, `unknown scheme ${parsed.protocol}`);

@@ -7,7 +7,7 @@
 export * from './build-events.js';
 export * from './build-request.js';
 export * from './build-service.js';
-export { BwrapBuildService, type BwrapBuildServiceOptions, DEFAULT_SANDBOX_DIR } from './bwrap/bwrap-build-service.js';
+export { BwrapBuildService, type BwrapBuildServiceOptions } from './bwrap/bwrap-build-service.js';
 export * from './dummy.js';
 export * from './errors.js';
 export * from './from-url.js';
@@ -23,3 +23,4 @@ export {
   buildResponseToJson,
   buildResponseToMessage,
 } from './proto-convert.js';
+export { DEFAULT_SANDBOX_DIR, type LocalSandboxOptions } from './sandbox/local-sandbox-service.js';

@@ -16,7 +16,13 @@ const request: BuildRequest = {
   additionalFiles: [],
   refscanNeedles: [],
 };
-const layout = { etcDir: '/b/etc', scratchDirs: ['/b/s0', '/b/s1'], inputPaths: ['/cache/x'], shell: '/bin/busybox' };
+const layout = {
+  etcDir: '/b/etc',
+  scratchDirs: ['/b/s0', '/b/s1'],
+  inputPaths: ['/cache/x'],
+  extraFiles: [{ hostPath: '/b/files/0', sandboxPath: '/etc/extra.conf' }],
+  shell: '/bin/busybox',
+};
 const text = (invocation: { options: (string | Uint8Array)[]; command: string[] }) =>
   [...invocation.options, ...invocation.command].map((a) => (typeof a === 'string' ? a : `<${Buffer.from(a).toString('hex')}>`));
 
@@ -36,6 +42,11 @@ describe('bwrapArgs', () => {
     ]);
     assert.deepEqual(args.slice(args.indexOf('LATIN1') - 1, args.indexOf('LATIN1') + 2), ['--setenv', 'LATIN1', '<e9>']);
     assert.deepEqual(args.slice(args.indexOf('--chdir'), args.indexOf('--chdir') + 2), ['--chdir', '/build']);
+    assert.deepEqual(args.slice(args.indexOf('/b/files/0') - 1, args.indexOf('/b/files/0') + 2), [
+      '--ro-bind',
+      '/b/files/0',
+      '/etc/extra.conf',
+    ]);
   });
   it('keeps the host network only when the request allows it', () => {
     const open = { ...request, constraints: { ...request.constraints!, networkAccess: true } };

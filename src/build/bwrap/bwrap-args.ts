@@ -10,17 +10,7 @@
  */
 import type { BuildRequest } from '../build-request.js';
 import { SANDBOX_GID, SANDBOX_UID } from '../sandbox/nix-compatible-etc.js';
-
-export interface BwrapLayout {
-  /** Host directory holding passwd, group and hosts. */
-  readonly etcDir: string;
-  /** Host directory for each scratch path, in request order. */
-  readonly scratchDirs: readonly string[];
-  /** Host path of each input, in request order. */
-  readonly inputPaths: readonly string[];
-  /** Host path of the static shell bound at /bin/sh when the request asks for it. */
-  readonly shell?: string;
-}
+import type { SandboxLayout } from '../sandbox/sandbox-layout.js';
 
 /** bwrap's options and the command it runs. */
 export interface BwrapInvocation {
@@ -33,7 +23,7 @@ export interface BwrapInvocation {
   readonly command: string[];
 }
 
-export function bwrapArgs(request: BuildRequest, layout: BwrapLayout): BwrapInvocation {
+export function bwrapArgs(request: BuildRequest, layout: SandboxLayout): BwrapInvocation {
   const network = request.constraints?.networkAccess === true;
   const args: (string | Uint8Array)[] = [
     '--unshare-user',
@@ -72,6 +62,7 @@ export function bwrapArgs(request: BuildRequest, layout: BwrapLayout): BwrapInvo
     args.push('--ro-bind', layout.inputPaths[i] as string, `/${request.inputsDir}/${Buffer.from(input.name).toString()}`);
   }
   for (const path of request.constraints?.availableRoPaths ?? []) args.push('--ro-bind', path, path);
+  for (const file of layout.extraFiles) args.push('--ro-bind', file.hostPath, file.sandboxPath);
   if (request.constraints?.provideBinSh && layout.shell) args.push('--ro-bind', layout.shell, '/bin/sh');
   if (network) for (const file of ['/etc/resolv.conf', '/etc/services']) args.push('--ro-bind-try', file, file);
   for (const { key, value } of request.environmentVars) args.push('--setenv', key, value);

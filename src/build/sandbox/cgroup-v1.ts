@@ -3,7 +3,13 @@
  * under the cgroups Kiln itself runs in. The build's first process joins
  * them itself before it execs the sandbox (its `cgroup.procs` files are
  * handed to the build user), so every process of the build is counted and
- * limited from the start.
+ * limited from the start. A sandbox runtime may nest cgroups of its own
+ * below (runc does); limits, statistics and kills cover those too.
+ *
+ * With a memory limit, the kernel's OOM killer is disabled for the build:
+ * a build at its limit stops in place (`underOom()` turns true) and Kiln
+ * kills it, so the failure is always seen as out-of-memory, even when the
+ * runtime's own nested cgroup (and its kill counter) is already gone.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -59,8 +65,10 @@ export class BuildCgroup {
         await fs.chown(join(dir, 'cgroup.procs'), uid, -1);
       }
       await fs.writeFile(join(dirs.pids, 'pids.max'), String(limits.pidsMax));
-      if (limits.memoryLimitBytes !== undefined)
+      if (limits.memoryLimitBytes !== undefined) {
         await fs.writeFile(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryLimitBytes));
+        await fs.writeFile(join(dirs.memory, 'memory.oom_control'), '1');
+      }
     } catch (error) {
       await cgroup.destroy();
       throw error;
@@ -82,7 +90,16 @@ export class BuildCgroup {
     return { cpuTimeMs: Math.round(cpuNs / 1e6), peakMemoryBytes: peak, oomKilled: oomKills > 0 };
   }
 
-  /** SIGKILLs every process still in the build's pids cgroup, until it is empty. */
+  /** The build is stopped at its memory limit (see above). */
+  async underOom(): Promise<boolean> {
+    try {
+      return /under_oom 1/.test(await fs.readFile(join(this.#dirs.memory, 'memory.oom_control'), 'utf8'));
+    } catch {
+      return false;
+    }
+  }
+
+  /** SIGKILLs every process still in the build's pids cgroup or below it, until none is left. */
   async killAll(): Promise<void> {
     for (let round = 0; round < 50; round++) {
       const pids = await this.#pids();
@@ -97,26 +114,44 @@ export class BuildCgroup {
   }
 
   async #pids(): Promise<number[]> {
-    try {
-      const text = await fs.readFile(join(this.#dirs.pids, 'cgroup.procs'), 'utf8');
-      return text.split('\n').filter(Boolean).map(Number);
-    } catch {
-      return [];
+    const pids: number[] = [];
+    for (const dir of await subtree(this.#dirs.pids)) {
+      try {
+        const text = await fs.readFile(join(dir, 'cgroup.procs'), 'utf8');
+        pids.push(...text.split('\n').filter(Boolean).map(Number));
+      } catch {}
     }
+    return pids;
   }
 
-  /** Kills what is left and removes the cgroups. */
+  /** Kills what is left and removes the cgroups, nested ones first. */
   async destroy(): Promise<void> {
     await this.killAll();
-    for (const dir of Object.values(this.#dirs)) {
-      for (let attempt = 0; attempt < 50 && existsSync(dir); attempt++) {
-        try {
-          await fs.rmdir(dir);
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'EBUSY') throw error;
-          await new Promise((resolve) => setTimeout(resolve, 20));
+    for (const top of Object.values(this.#dirs)) {
+      for (const dir of (await subtree(top)).reverse()) {
+        for (let attempt = 0; attempt < 50 && existsSync(dir); attempt++) {
+          try {
+            await fs.rmdir(dir);
+          } catch (error) {
+            const code = (error as NodeJS.ErrnoException).code;
+            if (code === 'ENOENT') break;
+            if (code !== 'EBUSY') throw error;
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
         }
       }
     }
   }
+}
+
+/** `dir` and every cgroup below it, parents before children. */
+async function subtree(dir: string): Promise<string[]> {
+  const dirs = [dir];
+  for (let i = 0; i < dirs.length; i++) {
+    try {
+      for (const entry of await fs.readdir(dirs[i] as string, { withFileTypes: true }))
+        if (entry.isDirectory()) dirs.push(join(dirs[i] as string, entry.name));
+    } catch {}
+  }
+  return existsSync(dir) ? dirs : [];
 }

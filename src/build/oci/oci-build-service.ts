@@ -1,0 +1,124 @@
+/**
+ * `oci://?runtime=runc|crun`: builds in an OCI container. Each build gets a
+ * bundle (config.json from oci-spec.ts, and a root file system holding only
+ * mount points) under its build directory; the runtime runs as root but maps
+ * every id of the sandbox to unprivileged host ids in a user namespace.
+ *
+ * Both runtimes stay inside the build's cgroups: runc nests its own cgroup
+ * below them (it must manage one), crun runs with its cgroup manager
+ * disabled. crun refuses a host whose cgroup v2 hierarchy is mounted beside
+ * v1 ("hybrid" mode), so it starts in a private mount namespace without it.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { isPathWithin } from '../build-request.js';
+import { BuildError } from '../errors.js';
+import { findExecutable } from '../sandbox/find-executable.js';
+import {
+  LocalSandboxBuildService,
+  type LocalSandboxOptions,
+  type SandboxBuild,
+  type SandboxLaunch,
+} from '../sandbox/local-sandbox-service.js';
+import { hostPathOf } from '../sandbox/sandbox-layout.js';
+import { type OciMount, ociSpec } from './oci-spec.js';
+
+export type OciRuntime = 'runc' | 'crun';
+
+export interface OciBuildServiceOptions extends LocalSandboxOptions {
+  runtime: OciRuntime;
+  /** The runtime binary; default the runtime's name on PATH. */
+  runtimePath?: string;
+  /** Where bundles are written; default the build's own directory. */
+  bundleRoot?: string;
+  /** Host ids for the sandbox's root are the build user's plus this; default `ROOT_UID_OFFSET`. */
+  rootUidOffset?: number;
+}
+
+/** The sandbox's root maps to the build user's host uid plus this (e.g. 30001 → 40001). */
+export const ROOT_UID_OFFSET = 10_000;
+
+const CRUN_PRELUDE = '{ ! mountpoint -q /sys/fs/cgroup/unified || umount /sys/fs/cgroup/unified; } && exec "$@"';
+
+export class OciBuildService extends LocalSandboxBuildService {
+  constructor(options: OciBuildServiceOptions) {
+    const runtime = options.runtimePath ?? findExecutable(options.runtime);
+    if (!runtime) throw new BuildError('SANDBOX_UNAVAILABLE', `oci builds with ${options.runtime} need \`${options.runtime}\` on PATH`);
+    if (process.getuid?.() !== 0) throw new BuildError('SANDBOX_UNAVAILABLE', 'oci builds need root (the runtime maps ids itself)');
+    const driver = new OciDriver(options.runtime, runtime, options);
+    super({ name: `oci(${options.runtime})`, launch: (build) => driver.launch(build) }, options);
+  }
+}
+
+class OciDriver {
+  readonly #runtime: OciRuntime;
+  readonly #binary: string;
+  readonly #options: OciBuildServiceOptions;
+
+  constructor(runtime: OciRuntime, binary: string, options: OciBuildServiceOptions) {
+    this.#runtime = runtime;
+    this.#binary = binary;
+    this.#options = options;
+  }
+
+  async launch(build: SandboxBuild): Promise<SandboxLaunch> {
+    const { request, layout, buildUid, invocationId } = build;
+    const id = `kiln-${invocationId}`;
+    const bundle = join(this.#options.bundleRoot ?? build.buildDir, this.#options.bundleRoot ? id : 'bundle');
+    const rootfs = join(bundle, 'rootfs');
+    const spec = ociSpec(
+      request,
+      layout,
+      { buildUid, rootUid: buildUid + (this.#options.rootUidOffset ?? ROOT_UID_OFFSET) },
+      this.#runtime === 'runc' ? { cgroupsPath: id } : {},
+    );
+    await fs.mkdir(rootfs, { recursive: true, mode: 0o755 });
+    await fs.chmod(bundle, 0o711);
+    for (const mount of spec.mounts) await makeMountPoint(mount, rootfs, (path) => scratchHostPath(build, path));
+    await fs.chmod(join(rootfs, 'tmp'), 0o1777);
+    await fs.writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
+    const run = [this.#binary, ...(this.#runtime === 'crun' ? ['--cgroup-manager=disabled'] : []), 'run', '--bundle', bundle, id];
+    const runtimeCommand = (...args: string[]) => runQuietly(this.#binary, args);
+    return {
+      argv:
+        this.#runtime === 'crun' ? ['unshare', '-m', '--propagation', 'private', '/bin/sh', '-c', CRUN_PRELUDE, 'kiln-crun', ...run] : run,
+      asBuildUser: false,
+      stop: () => runtimeCommand('kill', '--all', id, 'KILL'),
+      cleanup: async () => {
+        if (existsSync(join('/run', this.#runtime, id))) await runtimeCommand('delete', '--force', id);
+        if (this.#options.bundleRoot) await fs.rm(bundle, { recursive: true, force: true });
+      },
+    };
+  }
+}
+
+/** The host path behind a sandbox path that lies in a scratch path, if it does. */
+function scratchHostPath({ request, layout }: SandboxBuild, sandboxPath: string): string | undefined {
+  const relative = sandboxPath.slice(1);
+  if (!request.scratchPaths.some((scratch) => isPathWithin(relative, scratch))) return undefined;
+  return hostPathOf(request, layout.scratchDirs, relative);
+}
+
+/**
+ * Creates what a mount needs to land on: in the root file system, or in the
+ * scratch directory the destination lies in (the runtime, unprivileged in
+ * its user namespace, could not create it there).
+ */
+async function makeMountPoint(mount: OciMount, rootfs: string, inScratch: (path: string) => string | undefined): Promise<void> {
+  const scratchTarget = mount.options.includes('rw') ? undefined : inScratch(mount.destination);
+  const target = scratchTarget ?? join(rootfs, mount.destination);
+  if (existsSync(target)) return;
+  const isFile = mount.type === 'bind' && (await fs.stat(mount.source)).isFile();
+  await fs.mkdir(isFile ? dirname(target) : target, { recursive: true, mode: 0o755 });
+  if (isFile) await fs.writeFile(target, '', { mode: 0o444 });
+}
+
+function runQuietly(binary: string, args: string[]): Promise<void> {
+  return new Promise((resolve) => {
+    const child = spawn(binary, args, { stdio: 'ignore' });
+    child.once('error', () => resolve());
+    child.once('close', () => resolve());
+  });
+}

@@ -1,0 +1,360 @@
+/**
+ * What every local sandbox backend shares, so they differ only in how they
+ * start the sandbox (a `SandboxDriver`): admission, the concurrency limit,
+ * a locked build user, the host layout, per-build cgroups with limits,
+ * log streaming, timeouts, out-of-memory detection, cancellation, output
+ * ingestion with reference scanning, and removing every trace afterwards.
+ *
+ * The build's first process joins the build's cgroups itself and then execs
+ * the driver's command, so nothing of the build ever runs outside them.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { lstatSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { type BlobService, type DirectoryService, importPath, isCastoreError, type Node } from '../../castore/index.js';
+import type { AbortOptions } from '../../common/abort.js';
+import { AsyncQueue } from '../../common/async-queue.js';
+import type { BuildEvent, BuildFailureReason } from '../build-events.js';
+import type { BuildRequest } from '../build-request.js';
+import { type BuildService, DEFAULT_PIDS_LIMIT, type SandboxLimits } from '../build-service.js';
+import { BuildError } from '../errors.js';
+import { buildRequestDigest } from '../proto-convert.js';
+import { type BuildUserLock, lockBuildUser } from './build-user-lock.js';
+import { BuildCgroup, cgroupV1Unavailable } from './cgroup-v1.js';
+import { InputsCache } from './inputs-cache.js';
+import { LogTail } from './log-tail.js';
+import { hostPathOf, prepareSandboxLayout, type SandboxLayout } from './sandbox-layout.js';
+import { TimeLimits } from './time-limits.js';
+
+/** Default parent of build roots and the inputs cache: build users must be able to traverse it. */
+export const DEFAULT_SANDBOX_DIR = '/var/tmp/kiln-sandbox';
+/** Host uids of build users start here. */
+export const DEFAULT_BUILD_UID_BASE = 30_000;
+/** Lines of log kept for the failure summary. */
+export const LOG_TAIL_LINES = 20;
+/** How often a running build's cgroup is checked for out-of-memory (ms). */
+const OOM_POLL_MS = 100;
+/** How often a running build's resource usage is reported (ms). */
+const RESOURCES_EVERY_MS = 1000;
+
+export interface LocalSandboxOptions extends SandboxLimits {
+  blobService: BlobService;
+  directoryService: DirectoryService;
+  /** Parent of build roots and the inputs cache; default `DEFAULT_SANDBOX_DIR`. */
+  sandboxDir?: string;
+  /** First host uid of the build users; default `DEFAULT_BUILD_UID_BASE`. */
+  buildUidBase?: number;
+  /** Static shell bound at /bin/sh on request; default `/bin/busybox`. */
+  shell?: string;
+}
+
+/** One build, as a driver sees it when asked to start it. */
+export interface SandboxBuild {
+  readonly request: BuildRequest;
+  readonly layout: SandboxLayout;
+  /** A fresh directory for this build only, removed afterwards. */
+  readonly buildDir: string;
+  /** The host uid and gid the sandbox's uid 1000 / gid 100 must map to. */
+  readonly buildUid: number;
+  readonly invocationId: string;
+}
+
+/** How a driver starts one sandbox. */
+export interface SandboxLaunch {
+  /** The command, run inside the build's cgroups with stdout and stderr captured. */
+  readonly argv: readonly string[];
+  /** Run it as the build user (bwrap), or as root (an OCI runtime that maps ids itself). */
+  readonly asBuildUser: boolean;
+  /** Bytes written to the command's fd 3. */
+  readonly fd3?: Uint8Array;
+  /** Stops every process of the sandbox; default: SIGKILL the command's process group. */
+  stop?(): Promise<void>;
+  /** Removes what the runtime left behind; called once, after the command is gone. */
+  cleanup?(): Promise<void>;
+}
+
+export interface SandboxDriver {
+  /** The backend's name in events, e.g. `bwrap` or `oci(runc)`. */
+  readonly name: string;
+  launch(build: SandboxBuild): Promise<SandboxLaunch>;
+}
+
+export class LocalSandboxBuildService implements BuildService {
+  readonly name: string;
+  readonly #driver: SandboxDriver;
+  readonly #options: LocalSandboxOptions;
+  readonly #sandboxDir: string;
+  readonly #inputs: InputsCache;
+  readonly #freeSlots: number[];
+  readonly #waiters: ((slot: number) => void)[] = [];
+
+  constructor(driver: SandboxDriver, options: LocalSandboxOptions) {
+    if (process.platform !== 'linux') throw new BuildError('SANDBOX_UNAVAILABLE', `${driver.name} builds need Linux`);
+    const noCgroups = cgroupV1Unavailable();
+    if (noCgroups) throw new BuildError('SANDBOX_UNAVAILABLE', `${driver.name} builds need cgroups for their limits: ${noCgroups}`);
+    this.name = driver.name;
+    this.#driver = driver;
+    this.#options = options;
+    this.#sandboxDir = options.sandboxDir ?? DEFAULT_SANDBOX_DIR;
+    this.#inputs = new InputsCache(join(this.#sandboxDir, 'inputs'), options);
+    this.#freeSlots = Array.from({ length: options.concurrency ?? cpus().length }, (_, i) => i);
+  }
+
+  async *build(request: BuildRequest, options: AbortOptions = {}): AsyncGenerator<BuildEvent> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const minMemory = request.constraints?.minMemory ?? 0;
+    if (minMemory > totalmem()) {
+      throw new BuildError('CONSTRAINTS_UNMET', `the build needs ${minMemory} bytes of memory; this host has ${totalmem()}`, {
+        details: { field: 'constraints.min_memory' },
+      });
+    }
+    const invocationId = randomUUID();
+    yield { type: 'accepted', buildId: buildRequestDigest(request).toString(), invocationId, backend: this.name };
+    const slot = await this.#acquire(signal);
+    let buildDir: string | undefined;
+    let child: ChildProcess | undefined;
+    let launch: SandboxLaunch | undefined;
+    let cgroup: BuildCgroup | undefined;
+    let user: BuildUserLock | undefined;
+    try {
+      await fs.mkdir(this.#sandboxDir, { recursive: true, mode: 0o711 });
+      await fs.chmod(this.#sandboxDir, 0o711);
+      user = await lockBuildUser(join(this.#sandboxDir, 'locks'), this.#options.buildUidBase ?? DEFAULT_BUILD_UID_BASE);
+      if (!user) throw new BuildError('SANDBOX_UNAVAILABLE', `every build user is busy (locks in ${join(this.#sandboxDir, 'locks')})`);
+      const uid = user.uid;
+      buildDir = await fs.mkdtemp(join(this.#sandboxDir, 'build-'));
+      await fs.chmod(buildDir, 0o711);
+      const layout = await this.#prepare(request, buildDir, uid, signal);
+      launch = await this.#driver.launch({ request, layout, buildDir, buildUid: uid, invocationId });
+      cgroup = await BuildCgroup.create(
+        `kiln-${invocationId}`,
+        {
+          pidsMax: this.#options.pidsLimit ?? DEFAULT_PIDS_LIMIT,
+          ...(this.#options.memoryLimitBytes !== undefined ? { memoryLimitBytes: this.#options.memoryLimitBytes } : {}),
+        },
+        uid,
+      );
+      const started = performance.now();
+      const events = new AsyncQueue<BuildEvent>();
+      const tail = new LogTail(LOG_TAIL_LINES);
+      const enter = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
+      child = spawn('/bin/sh', ['-c', enter, 'kiln-enter-cgroup', ...cgroup.procsFiles, '--', ...launch.argv], {
+        ...(launch.asBuildUser ? { uid, gid: uid } : {}),
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+        detached: true,
+      });
+      (child.stdio[3] as NodeJS.WritableStream).end(launch.fd3 ?? new Uint8Array());
+      const offsets = { stdout: 0, stderr: 0 };
+      for (const stream of ['stdout', 'stderr'] as const) {
+        child[stream]?.on('data', (data: Buffer) => {
+          events.push({ type: 'log', stream, offset: offsets[stream], data });
+          offsets[stream] += data.byteLength;
+          tail.add(data);
+        });
+      }
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+        child?.once('error', reject);
+        child?.once('close', (code, sig) => resolve({ code, signal: sig }));
+      });
+      exited.then(
+        () => events.end(),
+        (error) => events.fail(error),
+      );
+      const running = { child, launch, cgroup };
+      const stop = () => void stopSandbox(running);
+      signal?.addEventListener('abort', stop, { once: true });
+      const limits = new TimeLimits(this.#options, stop);
+      const watch = new CgroupWatch(cgroup, this.#options.memoryLimitBytes !== undefined, stop, (usage) => events.push(usage));
+      yield { type: 'started' };
+      try {
+        for await (const event of events) {
+          if (event.type === 'log') limits.activity();
+          yield event;
+        }
+      } finally {
+        signal?.removeEventListener('abort', stop);
+        limits.stop();
+        watch.stop();
+      }
+      signal?.throwIfAborted();
+      const result = await exited;
+      await cgroup.killAll();
+      const wallTimeMs = performance.now() - started;
+      const usage = await cgroup.stats();
+      yield { type: 'resources', cpuTimeMs: usage.cpuTimeMs, peakMemoryBytes: usage.peakMemoryBytes };
+      const ran = {
+        ...(result.code !== null ? { exitCode: result.code } : {}),
+        ...(result.signal ? { signal: result.signal } : {}),
+      };
+      const fail = (reason: BuildFailureReason, message: string, extra: { exitCode?: number; signal?: string } = ran): BuildEvent => ({
+        type: 'failed',
+        reason,
+        message,
+        ...extra,
+        logTail: tail.text(),
+      });
+      if (limits.expired === 'timeout') {
+        yield fail('timeout', `the build ran longer than ${this.#options.timeoutMs} ms and was killed`, {});
+        return;
+      }
+      if (limits.expired === 'silence-timeout') {
+        yield fail('silence-timeout', `the build wrote nothing for ${this.#options.silenceTimeoutMs} ms and was killed`, {});
+        return;
+      }
+      if (usage.oomKilled || watch.outOfMemory) {
+        yield fail('out-of-memory', `the build went over its memory limit of ${this.#options.memoryLimitBytes} bytes and was killed`);
+        return;
+      }
+      if (result.code !== 0) {
+        const what = result.signal ? `was killed by ${result.signal}` : `exited with status ${result.code}`;
+        yield fail(result.signal ? 'signal' : 'exit-code', `the build ${what}`);
+        return;
+      }
+      const outputs: { node: Node; needles: number[] }[] = [];
+      const needles = request.refscanNeedles.map((n) => Buffer.from(n));
+      for (const [index, output] of request.outputs.entries()) {
+        const hostPath = hostPathOf(request, layout.scratchDirs, output);
+        if (lstatSync(hostPath, { throwIfNoEntry: false }) === undefined) {
+          yield fail('output-missing', `output ${output} was not produced`);
+          return;
+        }
+        let ingested: Awaited<ReturnType<typeof importPath>>;
+        try {
+          ingested = await importPath(hostPath, {
+            blobService: this.#options.blobService,
+            directoryService: this.#options.directoryService,
+            needles,
+            signal,
+          });
+        } catch (error) {
+          if (!isCastoreError(error, 'INVALID_NODE')) throw error;
+          yield fail('output-invalid', `output ${output} cannot be stored: ${error.message}`);
+          return;
+        }
+        const found = (ingested.needlesFound ?? []).flatMap((hit, i) => (hit ? [i] : []));
+        outputs.push({ node: ingested.node, needles: found });
+        yield { type: 'output-ingested', index, path: output, node: ingested.node, needles: found };
+      }
+      yield {
+        type: 'finished',
+        response: { outputs },
+        exitCode: 0,
+        wallTimeMs,
+        cpuTimeMs: usage.cpuTimeMs,
+        peakMemoryBytes: usage.peakMemoryBytes,
+      };
+    } finally {
+      if (child && launch && cgroup) await stopSandbox({ child, launch, cgroup });
+      await launch?.cleanup?.();
+      await cgroup?.destroy();
+      await user?.release();
+      if (buildDir) await fs.rm(buildDir, { recursive: true, force: true });
+      this.#release(slot);
+    }
+  }
+
+  async #prepare(request: BuildRequest, buildDir: string, uid: number, signal?: AbortSignal): Promise<SandboxLayout> {
+    try {
+      return await prepareSandboxLayout(request, buildDir, { uid, gid: uid }, this.#inputs, {
+        ...(signal ? { signal } : {}),
+        ...(this.#options.shell !== undefined ? { shell: this.#options.shell } : {}),
+      });
+    } catch (error) {
+      if (!isCastoreError(error, 'NOT_FOUND')) throw error;
+      throw new BuildError('INPUT_MISSING', `an input is not in the store: ${error.message}`, {
+        cause: error,
+        details: { field: 'inputs' },
+      });
+    }
+  }
+
+  #acquire(signal?: AbortSignal): Promise<number> {
+    const slot = this.#freeSlots.shift();
+    if (slot !== undefined) return Promise.resolve(slot);
+    return new Promise((resolve, reject) => {
+      const waiter = (s: number) => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve(s);
+      };
+      const onAbort = () => {
+        this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  #release(slot: number): void {
+    const next = this.#waiters.shift();
+    if (next) next(slot);
+    else this.#freeSlots.push(slot);
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Ends the sandbox: the driver's way first, then every process left in the build's cgroups. */
+async function stopSandbox({ child, launch, cgroup }: { child: ChildProcess; launch: SandboxLaunch; cgroup: BuildCgroup }): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  if (launch.stop) {
+    await launch.stop().catch(() => {});
+    if (await exitsWithin(child, 1000)) return;
+  }
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
+  }
+  await cgroup.killAll();
+  await exitsWithin(child, 1000);
+}
+
+function exitsWithin(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    child.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+/** Watches a running build's cgroup: stops it when it is stuck at its memory limit, and samples its usage. */
+class CgroupWatch {
+  outOfMemory = false;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(cgroup: BuildCgroup, memoryLimited: boolean, stop: () => void, report: (event: BuildEvent) => void) {
+    let lastReport = performance.now();
+    let busy = false;
+    this.#timer = setInterval(async () => {
+      if (busy) return;
+      busy = true;
+      try {
+        if (memoryLimited && !this.outOfMemory && (await cgroup.underOom())) {
+          this.outOfMemory = true;
+          stop();
+        }
+        if (performance.now() - lastReport >= RESOURCES_EVERY_MS) {
+          lastReport = performance.now();
+          const usage = await cgroup.stats();
+          report({ type: 'resources', cpuTimeMs: usage.cpuTimeMs, peakMemoryBytes: usage.peakMemoryBytes });
+        }
+      } catch {
+        // The build is ending; its final usage is reported after it exits.
+      } finally {
+        busy = false;
+      }
+    }, OOM_POLL_MS);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * The host side of a build's sandbox, the same for every backend: under the
+ * build directory, `/etc` files, one writable directory per scratch path
+ * (owned by the build user), additional files outside the scratch paths,
+ * and the materialized inputs (shared, from the inputs cache).
+ */
+import { existsSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { AbortOptions } from '../../common/abort.js';
+import { type BuildRequest, scratchPathFor } from '../build-request.js';
+import type { InputsCache } from './inputs-cache.js';
+import { etcFiles } from './nix-compatible-etc.js';
+
+export interface SandboxLayout {
+  /** Host directory holding passwd, group and hosts. */
+  readonly etcDir: string;
+  /** Host directory for each scratch path, in request order. */
+  readonly scratchDirs: readonly string[];
+  /** Host path of each input, in request order. */
+  readonly inputPaths: readonly string[];
+  /** Additional files that lie outside every scratch path: bound read-only at `sandboxPath`. */
+  readonly extraFiles: readonly { readonly hostPath: string; readonly sandboxPath: string }[];
+  /** Host path of the static shell bound at /bin/sh when the request asks for it. */
+  readonly shell?: string;
+}
+
+/** The default static shell, when the host has one. */
+export const DEFAULT_SHELL = '/bin/busybox';
+
+export async function prepareSandboxLayout(
+  request: BuildRequest,
+  buildDir: string,
+  owner: { uid: number; gid: number },
+  inputs: InputsCache,
+  options: AbortOptions & { shell?: string } = {},
+): Promise<SandboxLayout> {
+  const etcDir = join(buildDir, 'etc');
+  await fs.mkdir(etcDir, { mode: 0o755 });
+  for (const [name, content] of Object.entries(etcFiles(`/${request.workingDir}`)))
+    await fs.writeFile(join(etcDir, name), content, { mode: 0o444 });
+  const scratchDirs: string[] = [];
+  for (const [i] of request.scratchPaths.entries()) {
+    const dir = join(buildDir, 'scratch', String(i));
+    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+    await fs.chown(dir, owner.uid, owner.gid);
+    scratchDirs.push(dir);
+  }
+  const extraFiles: { hostPath: string; sandboxPath: string }[] = [];
+  for (const [i, file] of request.additionalFiles.entries()) {
+    const inScratch = scratchPathFor(request, file.path) !== undefined;
+    const target = inScratch ? hostPathOf(request, scratchDirs, file.path) : join(buildDir, 'files', String(i));
+    await mkdirOwned(dirname(target), inScratch ? owner : undefined);
+    await fs.writeFile(target, file.contents, { mode: 0o644 });
+    if (inScratch) await fs.chown(target, owner.uid, owner.gid);
+    else extraFiles.push({ hostPath: target, sandboxPath: `/${file.path}` });
+  }
+  const inputPaths: string[] = [];
+  for (const input of request.inputs) inputPaths.push(await inputs.pathOf(input.node, options));
+  const shell = options.shell ?? (existsSync(DEFAULT_SHELL) ? DEFAULT_SHELL : undefined);
+  return { etcDir, scratchDirs, inputPaths, extraFiles, ...(shell ? { shell } : {}) };
+}
+
+/** Creates `dir` and its missing parents, giving the new ones to `owner`. */
+async function mkdirOwned(dir: string, owner?: { uid: number; gid: number }): Promise<void> {
+  if (existsSync(dir)) return;
+  await mkdirOwned(dirname(dir), owner);
+  await fs.mkdir(dir, { mode: 0o755 });
+  if (owner) await fs.chown(dir, owner.uid, owner.gid);
+}
+
+/** The host path of `path` (inside a scratch path) in the build's scratch directories. */
+export function hostPathOf(request: Pick<BuildRequest, 'scratchPaths'>, scratchDirs: readonly string[], path: string): string {
+  const scratch = scratchPathFor(request, path);
+  if (scratch === undefined) throw new Error(`${path} is outside every scratch path`);
+  const dir = scratchDirs[request.scratchPaths.indexOf(scratch)] as string;
+  return path === scratch ? dir : join(dir, path.slice(scratch === '' ? 0 : scratch.length + 1));
+}
