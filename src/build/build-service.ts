@@ -18,6 +18,10 @@
  *   tree within a second and removes every trace (processes, mounts,
  *   bundles, temp dirs) before the iterator settles; an abort rejects with
  *   `signal.reason`, unwrapped.
+ * - The build's environment is exactly the request's, plus `PWD` and
+ *   `HOME` = `/<working_dir>` when the request does not set them
+ *   (sandbox/sandbox-environment.ts); bubblewrap always sets PWD to the
+ *   working directory, so bwrap refuses a request with another PWD.
  * - Builds may be started concurrently; each backend runs at most its
  *   configured number at once and queues the rest.
  */

@@ -10,6 +10,7 @@
  */
 import type { BuildRequest } from '../build-request.js';
 import { SANDBOX_GID, SANDBOX_UID } from '../sandbox/nix-compatible-etc.js';
+import { sandboxEnvironment } from '../sandbox/sandbox-environment.js';
 import type { SandboxLayout } from '../sandbox/sandbox-layout.js';
 
 /** bwrap's options and the command it runs. */
@@ -65,7 +66,7 @@ export function bwrapArgs(request: BuildRequest, layout: SandboxLayout): BwrapIn
   for (const file of layout.extraFiles) args.push('--ro-bind', file.hostPath, file.sandboxPath);
   if (request.constraints?.provideBinSh && layout.shell) args.push('--ro-bind', layout.shell, '/bin/sh');
   if (network) for (const file of ['/etc/resolv.conf', '/etc/services']) args.push('--ro-bind-try', file, file);
-  for (const { key, value } of request.environmentVars) args.push('--setenv', key, value);
+  for (const { key, value } of sandboxEnvironment(request)) args.push('--setenv', key, value);
   args.push('--remount-ro', '/', '--chdir', `/${request.workingDir}`);
   return { options: args, command: ['--', ...request.commandArgs] };
 }

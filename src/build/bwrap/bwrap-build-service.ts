@@ -11,6 +11,7 @@ import {
   type SandboxBuild,
   type SandboxLaunch,
 } from '../sandbox/local-sandbox-service.js';
+import { seccompBpfProgram } from '../sandbox/seccomp.js';
 import { bwrapArgs } from './bwrap-args.js';
 
 export interface BwrapBuildServiceOptions extends LocalSandboxOptions {
@@ -26,12 +27,21 @@ export class BwrapBuildService extends LocalSandboxBuildService {
   }
 }
 
+const SECCOMP_PROGRAM = seccompBpfProgram();
+
 function launchBwrap(bwrap: string, { request, layout }: SandboxBuild): SandboxLaunch {
+  const pwd = request.environmentVars.findIndex((e) => e.key === 'PWD');
+  if (pwd >= 0 && Buffer.from(request.environmentVars[pwd]?.value ?? []).toString() !== `/${request.workingDir}`) {
+    const field = `environment_vars[${pwd}].value`;
+    throw new BuildError('CONSTRAINTS_UNMET', `${field}: bwrap always sets PWD to the working directory /${request.workingDir}`, {
+      details: { field },
+    });
+  }
   const invocation = bwrapArgs(request, layout);
   return {
-    // bwrap reads its options, NUL-separated raw bytes, from fd 3.
-    argv: [bwrap, '--args', '3', ...invocation.command],
+    // bwrap reads its options (NUL-separated raw bytes) from fd 3 and the seccomp program from fd 4.
+    argv: [bwrap, '--args', '3', '--seccomp', '4', ...invocation.command],
     asBuildUser: true,
-    fd3: Buffer.concat(invocation.options.flatMap((a) => [Buffer.from(a), Buffer.of(0)])),
+    inputFds: [Buffer.concat(invocation.options.flatMap((a) => [Buffer.from(a), Buffer.of(0)])), SECCOMP_PROGRAM],
   };
 }

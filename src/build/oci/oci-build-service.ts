@@ -5,8 +5,9 @@
  * every id of the sandbox to unprivileged host ids in a user namespace.
  *
  * Both runtimes stay inside the build's cgroups: runc nests its own cgroup
- * below them (it must manage one), crun runs with its cgroup manager
- * disabled. crun refuses a host whose cgroup v2 hierarchy is mounted beside
+ * below them (it must manage one) and keeps it after the container exits
+ * (`--keep`, so the build's OOM count can be read) until `runc delete`;
+ * crun runs with its cgroup manager disabled. crun refuses a host whose cgroup v2 hierarchy is mounted beside
  * v1 ("hybrid" mode), so it starts in a private mount namespace without it.
  */
 import { spawn } from 'node:child_process';
@@ -23,6 +24,7 @@ import {
   type SandboxLaunch,
 } from '../sandbox/local-sandbox-service.js';
 import { hostPathOf } from '../sandbox/sandbox-layout.js';
+import { ociSeccompProfile, seccompBpfProgram } from '../sandbox/seccomp.js';
 import { type OciMount, ociSpec } from './oci-spec.js';
 
 export type OciRuntime = 'runc' | 'crun';
@@ -39,6 +41,14 @@ export interface OciBuildServiceOptions extends LocalSandboxOptions {
 
 /** The sandbox's root maps to the build user's host uid plus this (e.g. 30001 → 40001). */
 export const ROOT_UID_OFFSET = 10_000;
+
+/**
+ * The seccomp filter refusing setuid/setgid modes: runc compiles the profile
+ * with its libseccomp; crun takes Kiln's own program as is, the same bytes
+ * bwrap loads.
+ */
+const SECCOMP_PROFILE = ociSeccompProfile();
+const CRUN_SECCOMP = { 'run.oci.seccomp_bpf_data': seccompBpfProgram().toString('base64') };
 
 const CRUN_PRELUDE = '{ ! mountpoint -q /sys/fs/cgroup/unified || umount /sys/fs/cgroup/unified; } && exec "$@"';
 
@@ -72,20 +82,25 @@ class OciDriver {
       request,
       layout,
       { buildUid, rootUid: buildUid + (this.#options.rootUidOffset ?? ROOT_UID_OFFSET) },
-      this.#runtime === 'runc' ? { cgroupsPath: id } : {},
+      this.#runtime === 'runc' ? { cgroupsPath: id, seccomp: SECCOMP_PROFILE } : { annotations: CRUN_SECCOMP },
     );
     await fs.mkdir(rootfs, { recursive: true, mode: 0o755 });
     await fs.chmod(bundle, 0o711);
     for (const mount of spec.mounts) await makeMountPoint(mount, rootfs, (path) => scratchHostPath(build, path));
     await fs.chmod(join(rootfs, 'tmp'), 0o1777);
     await fs.writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
-    const run = [this.#binary, ...(this.#runtime === 'crun' ? ['--cgroup-manager=disabled'] : []), 'run', '--bundle', bundle, id];
+    const run =
+      this.#runtime === 'crun'
+        ? [this.#binary, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id]
+        : [this.#binary, 'run', '--keep', '--bundle', bundle, id];
     const runtimeCommand = (...args: string[]) => runQuietly(this.#binary, args);
     return {
       argv:
         this.#runtime === 'crun' ? ['unshare', '-m', '--propagation', 'private', '/bin/sh', '-c', CRUN_PRELUDE, 'kiln-crun', ...run] : run,
       asBuildUser: false,
-      stop: () => runtimeCommand('kill', '--all', id, 'KILL'),
+      // runc nests the container in a cgroup of its own and is asked to kill it; a crun container is in the
+      // build's cgroups, where the default stop (kill every process in them) reaches it.
+      ...(this.#runtime === 'runc' ? { stop: () => runtimeCommand('kill', '--all', id, 'KILL') } : {}),
       cleanup: async () => {
         if (existsSync(join('/run', this.#runtime, id))) await runtimeCommand('delete', '--force', id);
         if (this.#options.bundleRoot) await fs.rm(bundle, { recursive: true, force: true });

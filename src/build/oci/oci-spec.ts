@@ -15,6 +15,7 @@
 import type { BuildRequest } from '../build-request.js';
 import { BuildError } from '../errors.js';
 import { SANDBOX_GID, SANDBOX_UID } from '../sandbox/nix-compatible-etc.js';
+import { sandboxEnvironment } from '../sandbox/sandbox-environment.js';
 import type { SandboxLayout } from '../sandbox/sandbox-layout.js';
 
 export interface OciMount {
@@ -38,6 +39,7 @@ export interface OciSpec {
   };
   root: { path: string; readonly: true };
   hostname: string;
+  annotations?: Record<string, string>;
   mounts: OciMount[];
   linux: {
     uidMappings: { containerID: number; hostID: number; size: number }[];
@@ -63,6 +65,8 @@ export interface OciSpecOptions {
   readonly cgroupsPath?: string;
   /** A `linux.seccomp` profile. */
   readonly seccomp?: unknown;
+  /** Runtime-specific annotations. */
+  readonly annotations?: Record<string, string>;
 }
 
 /** Mounts that go on top of the root file system, in order (every destination needs a mount point). */
@@ -104,13 +108,14 @@ export function ociSpec(request: BuildRequest, layout: SandboxLayout, ids: OciId
       terminal: false,
       user: { uid: SANDBOX_UID, gid: SANDBOX_GID, additionalGids: [] },
       args: [...request.commandArgs],
-      env: request.environmentVars.map(({ key, value }, i) => `${key}=${utf8(value, `environment_vars[${i}].value`)}`),
+      env: sandboxEnvironment(request).map(({ key, value }, i) => `${key}=${utf8(value, `environment_vars[${i}].value`)}`),
       cwd: `/${request.workingDir}`,
       capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
       noNewPrivileges: true,
     },
     root: { path: 'rootfs', readonly: true },
     hostname: 'localhost',
+    ...(options.annotations ? { annotations: options.annotations } : {}),
     mounts: ociMounts(request, layout),
     linux: {
       uidMappings: [

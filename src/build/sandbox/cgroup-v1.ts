@@ -4,12 +4,10 @@
  * them itself before it execs the sandbox (its `cgroup.procs` files are
  * handed to the build user), so every process of the build is counted and
  * limited from the start. A sandbox runtime may nest cgroups of its own
- * below (runc does); limits, statistics and kills cover those too.
- *
- * With a memory limit, the kernel's OOM killer is disabled for the build:
- * a build at its limit stops in place (`underOom()` turns true) and Kiln
- * kills it, so the failure is always seen as out-of-memory, even when the
- * runtime's own nested cgroup (and its kill counter) is already gone.
+ * below (runc does); limits, statistics and kills cover those too. On
+ * cgroup v1 the kernel counts an OOM kill only in the victim's own cgroup,
+ * so `stats()` sums the counters of the whole subtree: a runtime that nests
+ * must keep its cgroup until the stats are read.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -67,7 +65,6 @@ export class BuildCgroup {
       await fs.writeFile(join(dirs.pids, 'pids.max'), String(limits.pidsMax));
       if (limits.memoryLimitBytes !== undefined) {
         await fs.writeFile(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryLimitBytes));
-        await fs.writeFile(join(dirs.memory, 'memory.oom_control'), '1');
       }
     } catch (error) {
       await cgroup.destroy();
@@ -85,18 +82,12 @@ export class BuildCgroup {
     const read = async (controller: Controller, file: string) => (await fs.readFile(join(this.#dirs[controller], file), 'utf8')).trim();
     const cpuNs = Number(await read('cpuacct', 'cpuacct.usage'));
     const peak = Number(await read('memory', 'memory.max_usage_in_bytes'));
-    const oomControl = await read('memory', 'memory.oom_control');
-    const oomKills = Number(/oom_kill (\d+)/.exec(oomControl)?.[1] ?? 0);
-    return { cpuTimeMs: Math.round(cpuNs / 1e6), peakMemoryBytes: peak, oomKilled: oomKills > 0 };
-  }
-
-  /** The build is stopped at its memory limit (see above). */
-  async underOom(): Promise<boolean> {
-    try {
-      return /under_oom 1/.test(await fs.readFile(join(this.#dirs.memory, 'memory.oom_control'), 'utf8'));
-    } catch {
-      return false;
+    let oomKills = 0;
+    for (const dir of await subtree(this.#dirs.memory)) {
+      const oomControl = await fs.readFile(join(dir, 'memory.oom_control'), 'utf8').catch(() => '');
+      oomKills += Number(/oom_kill (\d+)/.exec(oomControl)?.[1] ?? 0);
     }
+    return { cpuTimeMs: Math.round(cpuNs / 1e6), peakMemoryBytes: peak, oomKilled: oomKills > 0 };
   }
 
   /** SIGKILLs every process still in the build's pids cgroup or below it, until none is left. */

@@ -35,8 +35,6 @@ export const DEFAULT_SANDBOX_DIR = '/var/tmp/kiln-sandbox';
 export const DEFAULT_BUILD_UID_BASE = 30_000;
 /** Lines of log kept for the failure summary. */
 export const LOG_TAIL_LINES = 20;
-/** How often a running build's cgroup is checked for out-of-memory (ms). */
-const OOM_POLL_MS = 100;
 /** How often a running build's resource usage is reported (ms). */
 const RESOURCES_EVERY_MS = 1000;
 
@@ -68,8 +66,8 @@ export interface SandboxLaunch {
   readonly argv: readonly string[];
   /** Run it as the build user (bwrap), or as root (an OCI runtime that maps ids itself). */
   readonly asBuildUser: boolean;
-  /** Bytes written to the command's fd 3. */
-  readonly fd3?: Uint8Array;
+  /** Bytes for the command to read from fd 3, 4, … in order (bwrap takes its options and seccomp program so). */
+  readonly inputFds?: readonly Uint8Array[];
   /** Stops every process of the sandbox; default: SIGKILL the command's process group. */
   stop?(): Promise<void>;
   /** Removes what the runtime left behind; called once, after the command is gone. */
@@ -144,10 +142,14 @@ export class LocalSandboxBuildService implements BuildService {
       const enter = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
       child = spawn('/bin/sh', ['-c', enter, 'kiln-enter-cgroup', ...cgroup.procsFiles, '--', ...launch.argv], {
         ...(launch.asBuildUser ? { uid, gid: uid } : {}),
-        stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+        stdio: ['ignore', 'pipe', 'pipe', ...(launch.inputFds ?? []).map(() => 'pipe' as const)],
         detached: true,
       });
-      (child.stdio[3] as NodeJS.WritableStream).end(launch.fd3 ?? new Uint8Array());
+      for (const [i, bytes] of (launch.inputFds ?? []).entries()) {
+        const stream = child.stdio[3 + i] as NodeJS.WritableStream;
+        stream.on('error', () => {}); // the sandbox failed to start; its exit status and log say why
+        stream.end(bytes);
+      }
       const offsets = { stdout: 0, stderr: 0 };
       for (const stream of ['stdout', 'stderr'] as const) {
         child[stream]?.on('data', (data: Buffer) => {
@@ -168,7 +170,7 @@ export class LocalSandboxBuildService implements BuildService {
       const stop = () => void stopSandbox(running);
       signal?.addEventListener('abort', stop, { once: true });
       const limits = new TimeLimits(this.#options, stop);
-      const watch = new CgroupWatch(cgroup, this.#options.memoryLimitBytes !== undefined, stop, (usage) => events.push(usage));
+      const sampler = new UsageSampler(cgroup, (usage) => events.push(usage));
       yield { type: 'started' };
       try {
         for await (const event of events) {
@@ -178,7 +180,7 @@ export class LocalSandboxBuildService implements BuildService {
       } finally {
         signal?.removeEventListener('abort', stop);
         limits.stop();
-        watch.stop();
+        sampler.stop();
       }
       signal?.throwIfAborted();
       const result = await exited;
@@ -205,7 +207,7 @@ export class LocalSandboxBuildService implements BuildService {
         yield fail('silence-timeout', `the build wrote nothing for ${this.#options.silenceTimeoutMs} ms and was killed`, {});
         return;
       }
-      if (usage.oomKilled || watch.outOfMemory) {
+      if (usage.oomKilled) {
         yield fail('out-of-memory', `the build went over its memory limit of ${this.#options.memoryLimitBytes} bytes and was killed`);
         return;
       }
@@ -303,7 +305,7 @@ async function stopSandbox({ child, launch, cgroup }: { child: ChildProcess; lau
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
   if (launch.stop) {
     await launch.stop().catch(() => {});
-    if (await exitsWithin(child, 1000)) return;
+    if (await exitsWithin(child, 500)) return;
   }
   try {
     process.kill(-child.pid, 'SIGKILL');
@@ -325,33 +327,17 @@ function exitsWithin(child: ChildProcess, ms: number): Promise<boolean> {
   });
 }
 
-/** Watches a running build's cgroup: stops it when it is stuck at its memory limit, and samples its usage. */
-class CgroupWatch {
-  outOfMemory = false;
+/** Reports a running build's resource usage every `RESOURCES_EVERY_MS`. */
+class UsageSampler {
   readonly #timer: NodeJS.Timeout;
 
-  constructor(cgroup: BuildCgroup, memoryLimited: boolean, stop: () => void, report: (event: BuildEvent) => void) {
-    let lastReport = performance.now();
-    let busy = false;
-    this.#timer = setInterval(async () => {
-      if (busy) return;
-      busy = true;
-      try {
-        if (memoryLimited && !this.outOfMemory && (await cgroup.underOom())) {
-          this.outOfMemory = true;
-          stop();
-        }
-        if (performance.now() - lastReport >= RESOURCES_EVERY_MS) {
-          lastReport = performance.now();
-          const usage = await cgroup.stats();
-          report({ type: 'resources', cpuTimeMs: usage.cpuTimeMs, peakMemoryBytes: usage.peakMemoryBytes });
-        }
-      } catch {
-        // The build is ending; its final usage is reported after it exits.
-      } finally {
-        busy = false;
-      }
-    }, OOM_POLL_MS);
+  constructor(cgroup: BuildCgroup, report: (event: BuildEvent) => void) {
+    this.#timer = setInterval(() => {
+      cgroup.stats().then(
+        (usage) => report({ type: 'resources', cpuTimeMs: usage.cpuTimeMs, peakMemoryBytes: usage.peakMemoryBytes }),
+        () => {}, // the build is ending; its final usage is reported after it exits
+      );
+    }, RESOURCES_EVERY_MS);
   }
 
   stop(): void {

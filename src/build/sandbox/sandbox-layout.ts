@@ -49,11 +49,17 @@ export async function prepareSandboxLayout(
   const extraFiles: { hostPath: string; sandboxPath: string }[] = [];
   for (const [i, file] of request.additionalFiles.entries()) {
     const inScratch = scratchPathFor(request, file.path) !== undefined;
-    const target = inScratch ? hostPathOf(request, scratchDirs, file.path) : join(buildDir, 'files', String(i));
+    // /etc is the build's own directory: files for it go straight in; others are bound at their path.
+    const inEtc = !inScratch && file.path.startsWith('etc/');
+    const target = inScratch
+      ? hostPathOf(request, scratchDirs, file.path)
+      : inEtc
+        ? join(etcDir, file.path.slice('etc/'.length))
+        : join(buildDir, 'files', String(i));
     await mkdirOwned(dirname(target), inScratch ? owner : undefined);
     await fs.writeFile(target, file.contents, { mode: 0o644 });
     if (inScratch) await fs.chown(target, owner.uid, owner.gid);
-    else extraFiles.push({ hostPath: target, sandboxPath: `/${file.path}` });
+    else if (!inEtc) extraFiles.push({ hostPath: target, sandboxPath: `/${file.path}` });
   }
   const inputPaths: string[] = [];
   for (const input of request.inputs) inputPaths.push(await inputs.pathOf(input.node, options));

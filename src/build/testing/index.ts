@@ -1,2 +1,3 @@
-/** Test kit for build backends (`kiln/build/testing`): host requirement checks. Use from tests only. */
+/** Test kit for build backends (`kiln/build/testing`): host requirement checks and the sandbox conformance suite. Use from tests only. */
+export * from './sandbox-conformance.js';
 export * from './sandbox-requirements.js';

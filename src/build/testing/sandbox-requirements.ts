@@ -1,14 +1,29 @@
 /**
- * Why a bwrap build cannot run on this host, or undefined when it can: the
- * tests skip with this reason printed (CI installs everything, so nothing
- * skips there).
+ * Why a sandbox backend cannot run on this host, or undefined when it can:
+ * the tests skip with this reason printed (CI installs everything, so
+ * nothing skips there).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
+function commonSkipReason(): string | undefined {
+  if (!existsSync('/bin/busybox')) return 'busybox-static is not installed';
+  if (process.getuid?.() !== 0) return 'sandboxed builds run as dedicated build users, which needs root';
+  return undefined;
+}
+
 export function bwrapSkipReason(): string | undefined {
   if (spawnSync('bwrap', ['--version']).status !== 0) return 'bwrap is not installed';
-  if (!existsSync('/bin/busybox')) return 'busybox-static is not installed';
-  if (process.getuid?.() !== 0) return 'bwrap builds run as dedicated build users, which needs root';
-  return undefined;
+  return commonSkipReason();
+}
+
+export function ociSkipReason(runtime: 'runc' | 'crun'): string | undefined {
+  if (spawnSync(runtime, ['--version']).status !== 0) return `${runtime} is not installed`;
+  return commonSkipReason();
+}
+
+/** Containers the runtime still knows of. */
+export function ociContainers(runtime: 'runc' | 'crun'): string[] {
+  const list = spawnSync(runtime, ['list', '-q'], { encoding: 'utf8' });
+  return list.stdout.split('\n').filter((id) => id.startsWith('kiln-'));
 }

@@ -1,0 +1,10 @@
+import { ociContainers, ociSkipReason, sandboxConformance } from '../testing/index.js';
+import { OciBuildService } from './oci-build-service.js';
+
+for (const runtime of ['runc', 'crun'] as const) {
+  sandboxConformance(`oci(${runtime})`, {
+    create: (options) => new OciBuildService({ ...options, runtime }),
+    listContainers: () => ociContainers(runtime),
+    ...(ociSkipReason(runtime) ? { skip: ociSkipReason(runtime) } : {}),
+  });
+}
