@@ -10,7 +10,7 @@ import { castoreImport } from './commands/castore-import.js';
 import { castoreLs } from './commands/castore-ls.js';
 import { castoreVerify } from './commands/castore-verify.js';
 import { serve } from './commands/serve.js';
-import { EXIT_INVALID, EXIT_OK, errorLine, exitStatusFor } from './exit-codes.js';
+import { EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, errorLine, exitStatusFor } from './exit-codes.js';
 
 const COMMANDS: readonly Command[] = [build, castoreImport, castoreExport, castoreLs, castoreVerify, serve];
 
@@ -45,9 +45,9 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   try {
     return await command.run(parseCommandArgs(command, rest), io);
   } catch (error) {
-    if (io.signal.aborted && error === io.signal.reason) {
+    if (io.signal.aborted) {
       io.stderr.write('error: interrupted\n');
-      return 130;
+      return EXIT_INTERRUPTED;
     }
     io.stderr.write(`${errorLine(error)}\n`);
     if (io.env.KILN_DEBUG && error instanceof Error) io.stderr.write(`${error.stack}\n`);
@@ -56,9 +56,15 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/cli/main.ts')) {
+  // The first SIGINT/SIGTERM aborts the command, which then cleans up (a
+  // build's sandbox is killed and removed within about a second); later ones
+  // are ignored so a second Ctrl-C cannot leave a sandbox behind.
   const controller = new AbortController();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => controller.abort(new Error(`received ${sig}`)));
+    process.on(sig, () => {
+      if (controller.signal.aborted) process.stderr.write(`kiln: ${sig} again: still cleaning up\n`);
+      else controller.abort(new Error(`received ${sig}`));
+    });
   }
   const status = await main(process.argv.slice(2), {
     stdout: process.stdout,

@@ -2,33 +2,86 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import {
+  type BuildEvent,
   type BuildInput,
   type BuildRequest,
+  type BuildResponse,
   buildRequestFromJson,
   buildResponseToJson,
   buildServiceFromUrl,
+  DEFAULT_SANDBOX_DIR,
+  defaultBuilderUrl,
   validateBuildRequest,
 } from '../../build/index.js';
-import { importPath, materialize, parsePathComponent } from '../../castore/index.js';
+import { type Castore, importPath, materialize, parsePathComponent } from '../../castore/index.js';
 import { compareBytes } from '../../common/encoding.js';
-import { type Command, expectPositionals, STORE_HELP, STORE_OPTION, stringOption, UsageError } from '../command.js';
+import { BuildStatus, formatBytes, formatSeconds } from '../build-status.js';
+import { type Command, type CommandIo, expectPositionals, STORE_HELP, STORE_OPTION, stringOption, UsageError } from '../command.js';
+import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK } from '../exit-codes.js';
 import { formatNode } from '../format.js';
 import { withStore } from '../store.js';
 
-export const DEFAULT_BUILDER_URL = 'bwrap://';
+/** Short options that become parameters of the builder URL, by option name. */
+const LIMIT_OPTIONS = ['timeout', 'silence-timeout', 'memory', 'concurrency'] as const;
+
+/**
+ * The builder URL with the short limit options appended as parameters; a
+ * limit given both ways is a usage error.
+ */
+export function builderUrlWithLimits(base: string, limits: Partial<Record<(typeof LIMIT_OPTIONS)[number], string>>): string {
+  const given = LIMIT_OPTIONS.filter((name) => limits[name] !== undefined);
+  if (given.length === 0) return base;
+  let url: URL;
+  try {
+    url = new URL(base);
+  } catch (error) {
+    throw new UsageError(`invalid --builder ${base}: ${(error as Error).message}`);
+  }
+  for (const name of given) {
+    if (url.searchParams.has(name))
+      throw new UsageError(`--${name} given twice: as an option and as the parameter ${name}= of the builder URL ${base}`);
+    url.searchParams.append(name, limits[name] as string);
+  }
+  return url.href;
+}
 
 export const build: Command = {
   path: ['build'],
   summary: 'run a BuildRequest (snix.build.v1 proto3 JSON) in a sandbox',
-  help: `usage: kiln build REQUEST.json [--builder URL] [--store URL] [--input NAME=PATH]... [--json] [--export DIR]
+  help: `usage: kiln build REQUEST.json [--builder URL] [--store URL] [--input NAME=PATH]...
+                  [--timeout DURATION] [--silence-timeout DURATION] [--memory SIZE]
+                  [--concurrency N] [--json] [--export DIR]
 
 Runs the build REQUEST.json describes (the proto3 JSON of snix.build.v1.BuildRequest)
-and ingests its outputs into the store. Build logs stream live to stderr.
-Exit status: 0 built, 1 the build ran and failed (exit code, signal, missing
-output), 2 invalid request or usage.
+and stores its outputs in the castore. stderr shows the build id (the request
+digest) and backend, then the build's stdout and stderr live; on a terminal, a
+status line below them. stdout gets one line per output (or the BuildResponse
+with --json). Ctrl-C kills the sandbox and removes everything it left.
+
+Exit status: 0 built; 1 the build ran and failed (the message says why: exit
+code, signal, missing output, timeout, out of memory…) or the builder could
+not run it; 2 invalid request (the field is named), a request this builder
+rejects (constraints), or usage; 130 interrupted (SIGINT/SIGTERM).
 
 options:
-  --builder URL      where to build: bwrap:// (default), dummy://
+  --builder URL      where to build (default: bwrap:// when bubblewrap is installed,
+                     else oci://?runtime=runc):
+                       bwrap://[/SANDBOX_DIR]           bubblewrap, as unprivileged build users
+                       oci://[/BUNDLE_ROOT]?runtime=R   an OCI runtime, R = runc (default) or crun
+                       dummy://                         fails every build (for wiring tests)
+                     URL parameters (bwrap and oci):
+                       concurrency=N         builds at once (default: number of cores)
+                       timeout=DURATION      wall-clock limit (e.g. 500ms, 90s, 2m, 1h; default none)
+                       silence-timeout=DURATION  kill a build silent this long (default none)
+                       memory=SIZE           memory limit (e.g. 512M, 2G; bytes without suffix;
+                                             default none)
+                       pids=N                process limit (default 1024)
+                       sandbox-dir=PATH      oci only: build dirs and the inputs cache
+                     SANDBOX_DIR defaults to ${DEFAULT_SANDBOX_DIR}; build users must be able to
+                     traverse its parents (not under a 0700 dir such as /root).
+  --timeout DURATION, --silence-timeout DURATION, --memory SIZE, --concurrency N
+                     the same as the URL parameters (appended to the builder URL;
+                     giving one both ways is a usage error)
 ${STORE_HELP}
   --input NAME=PATH  import PATH and add it as input NAME (repeatable; kept sorted)
   --json             print the BuildResponse as proto3 JSON on stdout
@@ -39,9 +92,21 @@ ${STORE_HELP}
     input: { type: 'string', multiple: true },
     json: { type: 'boolean' },
     export: { type: 'string' },
+    ...Object.fromEntries(LIMIT_OPTIONS.map((name) => [name, { type: 'string' } as const])),
   },
   async run(args, io) {
     const [requestPath] = expectPositionals(this, args, ['REQUEST.json']) as [string];
+    const builderUrl = builderUrlWithLimits(
+      stringOption(args, 'builder') ?? defaultBuilderUrl(),
+      Object.fromEntries(
+        LIMIT_OPTIONS.flatMap((name) => (stringOption(args, name) === undefined ? [] : [[name, stringOption(args, name)]])),
+      ),
+    );
+    const inputSpecs = ((args.values.input as string[] | undefined) ?? []).map((spec) => {
+      const at = spec.indexOf('=');
+      if (at <= 0 || at === spec.length - 1) throw new UsageError(`invalid --input ${JSON.stringify(spec)}: expected NAME=PATH`);
+      return { name: parsePathComponent(spec.slice(0, at)), path: resolve(spec.slice(at + 1)) };
+    });
     let text: string;
     try {
       text = await readFile(requestPath, 'utf8');
@@ -50,52 +115,81 @@ ${STORE_HELP}
     }
     const parsed = buildRequestFromJson(text);
     return withStore(args, io.env, async (store) => {
-      const extraInputs: BuildInput[] = [];
-      for (const spec of (args.values.input as string[] | undefined) ?? []) {
-        const at = spec.indexOf('=');
-        if (at <= 0) throw new UsageError(`invalid --input ${JSON.stringify(spec)}: expected NAME=PATH`);
-        const name = parsePathComponent(spec.slice(0, at));
-        const { node } = await importPath(resolve(spec.slice(at + 1)), {
-          blobService: store.blobService,
-          directoryService: store.directoryService,
-          signal: io.signal,
-        });
-        extraInputs.push({ name, node });
-      }
-      const request: BuildRequest = validateBuildRequest({
-        ...parsed,
-        inputs: [...parsed.inputs, ...extraInputs].sort((a, b) => compareBytes(a.name, b.name)),
-      });
-      const builder = await buildServiceFromUrl(stringOption(args, 'builder') ?? DEFAULT_BUILDER_URL, store);
+      const builder = await buildServiceFromUrl(builderUrl, store);
       try {
-        for await (const event of builder.build(request, { signal: io.signal })) {
-          if (event.type === 'log') io.stderr.write(event.data);
-          else if (event.type === 'failed') {
-            io.stderr.write(`error: build failed (${event.reason}): ${event.message}\n`);
-            return 1;
-          } else if (event.type === 'finished') {
-            const exportDir = stringOption(args, 'export');
-            if (exportDir) {
-              await mkdir(resolve(exportDir), { recursive: true });
-              for (const [i, output] of event.response.outputs.entries()) {
-                await materialize(output.node, join(resolve(exportDir), basename(request.outputs[i] as string)), {
-                  blobService: store.blobService,
-                  directoryService: store.directoryService,
-                  signal: io.signal,
-                });
-              }
-            }
-            if (args.values.json) io.stdout.write(`${buildResponseToJson(event.response)}\n`);
-            else
-              for (const [i, output] of event.response.outputs.entries())
-                io.stdout.write(`${request.outputs[i]}: ${formatNode(output.node)}\n`);
-            return 0;
-          }
+        const extraInputs: BuildInput[] = [];
+        for (const { name, path } of inputSpecs) {
+          const { node } = await importPath(path, {
+            blobService: store.blobService,
+            directoryService: store.directoryService,
+            fileDigestCache: store.fileDigestCache,
+            signal: io.signal,
+          });
+          extraInputs.push({ name, node });
         }
-        throw new Error('the builder ended without a result');
+        const request = validateBuildRequest({
+          ...parsed,
+          inputs: [...parsed.inputs, ...extraInputs].sort((a, b) => compareBytes(a.name, b.name)),
+        });
+        const status = new BuildStatus(io.stderr);
+        let outcome: Extract<BuildEvent, { type: 'finished' | 'failed' }> | undefined;
+        try {
+          for await (const event of builder.build(request, { signal: io.signal })) {
+            if (event.type === 'accepted') status.accepted(event.buildId, event.backend);
+            else if (event.type === 'started') status.started();
+            else if (event.type === 'log') status.log(event.data);
+            else if (event.type === 'resources') status.resources(event.cpuTimeMs, event.peakMemoryBytes);
+            else if (event.type === 'output-ingested') status.ingesting();
+            else outcome = event;
+          }
+          if (!outcome) throw new Error('the builder ended without a result');
+          if (outcome.type === 'failed') {
+            if (io.signal.aborted) {
+              status.note('error: interrupted');
+              return EXIT_INTERRUPTED;
+            }
+            status.note(`error: build failed (${outcome.reason}): ${outcome.message}`);
+            return EXIT_FAILURE;
+          }
+          status.note(
+            `kiln: built in ${formatSeconds(outcome.wallTimeMs)} (cpu ${formatSeconds(outcome.cpuTimeMs)}, peak memory ${formatBytes(outcome.peakMemoryBytes)})`,
+          );
+        } finally {
+          status.close();
+        }
+        await writeResult(request, outcome.response, store, args.values.json === true, stringOption(args, 'export'), io);
+        return EXIT_OK;
       } finally {
         await builder.close();
       }
     });
   },
 };
+
+async function writeResult(
+  request: BuildRequest,
+  response: BuildResponse,
+  store: Castore,
+  json: boolean,
+  exportDir: string | undefined,
+  io: CommandIo,
+): Promise<void> {
+  if (exportDir) {
+    await mkdir(resolve(exportDir), { recursive: true });
+    for (const [i, output] of response.outputs.entries()) {
+      await materialize(output.node, join(resolve(exportDir), basename(request.outputs[i] as string)), {
+        blobService: store.blobService,
+        directoryService: store.directoryService,
+        signal: io.signal,
+      });
+    }
+  }
+  if (json) {
+    io.stdout.write(`${buildResponseToJson(response)}\n`);
+    return;
+  }
+  for (const [i, output] of response.outputs.entries()) {
+    const refs = output.needles.map((n) => request.refscanNeedles[n]).join(' ');
+    io.stdout.write(`${request.outputs[i]}: ${formatNode(output.node)}${refs ? ` references: ${refs}` : ''}\n`);
+  }
+}
