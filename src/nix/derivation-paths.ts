@@ -96,7 +96,11 @@ export function computeOutputPaths(drv: Derivation, name: string, lookup: HashMo
   return result;
 }
 
-/** Loads a derivation by its absolute `.drv` path. */
+/**
+ * Loads a derivation by its absolute `.drv` path. It must return the
+ * derivation stored at that path (the graph is then acyclic by
+ * construction); a loader that makes up a cycle makes the hasher wait forever.
+ */
 export type DerivationLoader = (drvPath: string) => Derivation | Promise<Derivation>;
 
 /**
