@@ -226,7 +226,7 @@ describe('kiln build CLI', { skip: skip ?? false }, () => {
     const marker = `kiln-sigint-bwrap-${process.pid}`;
     const sleep = `sleep ${process.pid}1`;
     const result = await interruptKiln(
-      ['build', await request(`echo started-${marker}; ${sleep}; echo ${marker} > $out`), '--builder', bwrap],
+      ['build', await request(`${sleep} & echo started-${marker}; wait; echo ${marker} > $out`), '--builder', bwrap],
       await freshEnv(),
       `started-${marker}`,
       () => ({ processes: processesMatching(`${marker}|${sleep}`), containers: [] }),
@@ -281,7 +281,7 @@ for (const runtime of ['runc', 'crun'] as const) {
     it(`Ctrl-C (SIGINT) kills the ${runtime} container within a second, exits 130 and leaves nothing behind`, async (t) => {
       const marker = `kiln-sigint-${runtime}-${process.pid}`;
       const sleep = `sleep ${process.pid}2`;
-      const path = await writeRequest(work, shellRequest(`echo started-${marker}; ${sleep}; echo ${marker} > $out`));
+      const path = await writeRequest(work, shellRequest(`${sleep} & echo started-${marker}; wait; echo ${marker} > $out`));
       const result = await interruptKiln(['build', path, '--builder', builder], await freshEnv(), `started-${marker}`, () => ({
         processes: processesMatching(`${marker}|${sleep}`),
         containers: containersUnder(runtime, sandbox),
