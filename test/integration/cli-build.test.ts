@@ -83,6 +83,15 @@ describe('kiln build CLI', { skip: skip ?? false }, () => {
     assert.match(result.stdout, /^nix\/store\/hello: blake3-\S+ directory size=5 references: \/nix\/store\/sample-tree\n$/);
   });
 
+  it('runs the quick start command on the default builder (bwrap, installed here) and default store', async () => {
+    const env = await freshEnv();
+    const result = await runKiln(['build', sampleRequest, '--input', sampleInput, '--json'], env);
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stderr, /^kiln: build blake3-\S+ on bwrap$/m);
+    assert.deepEqual(JSON.parse(result.stdout).outputs[0].needles, ['0']);
+    await fs.access(join(env.KILN_HOME, 'store'));
+  });
+
   it('lists every builder URL form and parameter in --help', async () => {
     const result = await runKiln(['build', '--help']);
     assert.equal(result.status, 0);
