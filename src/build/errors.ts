@@ -9,7 +9,10 @@ import { CodedError } from '../common/coded-error.js';
  * - `CONSTRAINTS_UNMET`: this builder cannot satisfy the request's constraints (system, memory, paths).
  * - `BUILDER_FAILED`: the build ran and failed (exit code, signal, timeout, out of memory).
  * - `OUTPUT_MISSING`: the build ended without producing a requested output.
- * - `INPUT_MISSING`: an input's closure is not in the store.
+ * - `INPUT_MISSING`: an input's closure is not in the store; `details.missing` lists digests.
+ * - `BUILDER_BUSY`: a remote builder's queue is full; try later or elsewhere.
+ * - `BUILDER_UNREACHABLE`: a remote builder cannot be reached, or the connection broke.
+ * - `UNAUTHENTICATED`: a remote builder refused the credentials.
  */
 export type BuildErrorCode =
   | 'INVALID_REQUEST'
@@ -17,7 +20,10 @@ export type BuildErrorCode =
   | 'CONSTRAINTS_UNMET'
   | 'BUILDER_FAILED'
   | 'OUTPUT_MISSING'
-  | 'INPUT_MISSING';
+  | 'INPUT_MISSING'
+  | 'BUILDER_BUSY'
+  | 'BUILDER_UNREACHABLE'
+  | 'UNAUTHENTICATED';
 
 export class BuildError extends CodedError<BuildErrorCode> {
   override readonly name = 'BuildError';

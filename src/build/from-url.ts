@@ -7,6 +7,9 @@
  *   directory (build roots and the inputs cache).
  * - `oci://[/BUNDLE_ROOT]?runtime=runc|crun`: an OCI runtime (default runc);
  *   the path, if any, is where bundles are written.
+ * - `grpc+unix:///path.sock`, `grpc+http://host:port`,
+ *   `grpc+https://host:port`: a remote Kiln server, with its bearer token
+ *   from `?token-file=PATH` or `$KILN_TOKEN`.
  *
  * Parameters every local sandbox takes (all optional):
  * `concurrency=N` (default: cores), `timeout=DURATION`,
@@ -15,6 +18,7 @@
  * (default 1024), `sandbox-dir=PATH` (oci only; bwrap takes it as the path).
  * `defaultBuilderUrl()` picks bwrap when it is installed, else runc.
  */
+import { readFile } from 'node:fs/promises';
 import type { BlobService, DirectoryService } from '../castore/index.js';
 import type { BuildService } from './build-service.js';
 import { BwrapBuildService } from './bwrap/bwrap-build-service.js';
@@ -77,7 +81,11 @@ function sandboxOptions(url: string, params: URLSearchParams, extra: readonly st
 
 const pathOf = (parsed: URL) => (parsed.pathname !== '' && parsed.pathname !== '/' ? decodeURIComponent(parsed.pathname) : undefined);
 
-export async function buildServiceFromUrl(url: string, dependencies: BuilderDependencies): Promise<BuildService> {
+export async function buildServiceFromUrl(
+  url: string,
+  dependencies: BuilderDependencies,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<BuildService> {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -110,6 +118,25 @@ export async function buildServiceFromUrl(url: string, dependencies: BuilderDepe
         ...(bundleRoot ? { bundleRoot } : {}),
         ...(sandboxDir ? { sandboxDir } : {}),
       });
+    }
+    case 'grpc+unix:':
+    case 'grpc+http:':
+    case 'grpc+https:': {
+      const { GrpcBuildService, splitBuilderUrl } = await import('./grpc/index.js');
+      const { channelUrl, tokenFile } = splitBuilderUrl(url);
+      let token = env.KILN_TOKEN || undefined;
+      if (tokenFile) {
+        try {
+          token = (await readFile(tokenFile, 'utf8')).trim();
+        } catch (error) {
+          throw invalid(url, `cannot read the token file: ${(error as Error).message}`);
+        }
+      }
+      try {
+        return new GrpcBuildService({ ...dependencies, url: channelUrl, ...(token ? { token } : {}) });
+      } catch (error) {
+        throw invalid(url, (error as Error).message);
+      }
     }
     default:
       throw invalid(url, `unknown scheme ${parsed.protocol}`);

@@ -12,7 +12,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { cpus, totalmem } from 'node:os';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { type BlobService, type DirectoryService, importPath, isCastoreError, type Node } from '../../castore/index.js';
 import type { AbortOptions } from '../../common/abort.js';
@@ -20,6 +20,7 @@ import { AsyncQueue } from '../../common/async-queue.js';
 import type { BuildEvent, BuildFailureReason } from '../build-events.js';
 import type { BuildRequest } from '../build-request.js';
 import { type BuildService, DEFAULT_PIDS_LIMIT, type SandboxLimits } from '../build-service.js';
+import { checkConstraints } from '../constraints.js';
 import { BuildError } from '../errors.js';
 import { buildRequestDigest } from '../proto-convert.js';
 import { type BuildUserLock, lockBuildUser } from './build-user-lock.js';
@@ -47,6 +48,8 @@ export interface LocalSandboxOptions extends SandboxLimits {
   buildUidBase?: number;
   /** Static shell bound at /bin/sh on request; default `/bin/busybox`. */
   shell?: string;
+  /** Systems this builder accepts in `constraints.system`; default `hostSystems()`. */
+  systems?: readonly string[];
 }
 
 /** One build, as a driver sees it when asked to start it. */
@@ -104,12 +107,7 @@ export class LocalSandboxBuildService implements BuildService {
   async *build(request: BuildRequest, options: AbortOptions = {}): AsyncGenerator<BuildEvent> {
     const { signal } = options;
     signal?.throwIfAborted();
-    const minMemory = request.constraints?.minMemory ?? 0;
-    if (minMemory > totalmem()) {
-      throw new BuildError('CONSTRAINTS_UNMET', `the build needs ${minMemory} bytes of memory; this host has ${totalmem()}`, {
-        details: { field: 'constraints.min_memory' },
-      });
-    }
+    checkConstraints(request, this.#options.systems);
     const invocationId = randomUUID();
     yield { type: 'accepted', buildId: buildRequestDigest(request).toString(), invocationId, backend: this.name };
     const slot = await this.#acquire(signal);

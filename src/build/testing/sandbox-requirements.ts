@@ -22,8 +22,9 @@ export function ociSkipReason(runtime: 'runc' | 'crun'): string | undefined {
   return commonSkipReason();
 }
 
-/** Containers the runtime still knows of. */
-export function ociContainers(runtime: 'runc' | 'crun'): string[] {
-  const list = spawnSync(runtime, ['list', '-q'], { encoding: 'utf8' });
-  return list.stdout.split('\n').filter((id) => id.startsWith('kiln-'));
+/** Containers the runtime still knows of whose bundle lies under `dir`. */
+export function ociContainers(runtime: 'runc' | 'crun', dir: string): string[] {
+  const list = spawnSync(runtime, ['list', '--format', 'json'], { encoding: 'utf8' });
+  const containers = (JSON.parse(list.stdout.trim() || '[]') ?? []) as { id: string; bundle: string }[];
+  return containers.filter((c) => c.bundle.startsWith(`${dir}/`)).map((c) => c.id);
 }

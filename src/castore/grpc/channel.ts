@@ -31,11 +31,20 @@ export interface GrpcChannelOptions {
    * roots (e.g. a test CA). Default: the bundled roots.
    */
   ca?: string | Uint8Array;
+  /** PEM client certificate and key for `grpc+https` servers that require mutual TLS. */
+  clientCert?: { cert: string | Uint8Array; key: string | Uint8Array };
+  /** Sent on every call, e.g. `{ authorization: 'Bearer …' }`. */
+  headers?: Record<string, string>;
+  /** HTTP/2 PING interval while calls are in flight, so a quiet stream stays alive; default `DEFAULT_KEEPALIVE_MS`. */
+  keepaliveMs?: number;
   /** Per-stream window we advertise; default `DEFAULT_STREAM_WINDOW_SIZE`. */
   streamWindowSize?: number;
   /** Connection window we advertise; default `DEFAULT_CONNECTION_WINDOW_SIZE`. */
   connectionWindowSize?: number;
 }
+
+/** How often a channel with calls in flight pings the server. */
+export const DEFAULT_KEEPALIVE_MS = 30_000;
 
 /**
  * One HTTP/2 connection to a gRPC server, usable by connect clients (through
@@ -55,6 +64,7 @@ export class GrpcChannel {
   #closed = false;
   readonly #live = new Set<http2.ClientHttp2Session>();
   readonly #streamCounts = new WeakMap<http2.ClientHttp2Session, number>();
+  readonly #keepalives = new WeakMap<http2.ClientHttp2Session, NodeJS.Timeout>();
 
   constructor(address: ChannelAddress | string, options: GrpcChannelOptions = {}) {
     this.address = typeof address === 'string' ? parseChannelUrl(address) : address;
@@ -86,7 +96,10 @@ export class GrpcChannel {
   ): Promise<http2.ClientHttp2Stream> {
     const session = await this.#getSession();
     const cancel = new AbortController();
-    const stream = session.request({ ...headers, ':method': method, ':path': path }, { ...options, signal: cancel.signal });
+    const stream = session.request(
+      { ...headers, ...this.#options.headers, ':method': method, ':path': path },
+      { ...options, signal: cancel.signal },
+    );
     // connect cancels a call with stream.close(code). While the request body is
     // still open, node's close() first ends it cleanly (END_STREAM) and only
     // then resets it, so the server sees a complete upload before the cancel.
@@ -144,6 +157,10 @@ export class GrpcChannel {
     };
     if (address.kind === 'unix') sessionOptions.createConnection = () => net.connect(address.path);
     if (address.kind === 'https' && this.#options.ca !== undefined) sessionOptions.ca = Buffer.from(this.#options.ca);
+    if (address.kind === 'https' && this.#options.clientCert) {
+      sessionOptions.cert = Buffer.from(this.#options.clientCert.cert);
+      sessionOptions.key = Buffer.from(this.#options.clientCert.key);
+    }
     return new Promise((resolve, reject) => {
       const session = http2.connect(this.authority, sessionOptions);
       this.#live.add(session);
@@ -186,12 +203,23 @@ export class GrpcChannel {
   /** Keeps the process alive exactly while the session has streams in flight. */
   #track(session: http2.ClientHttp2Session, stream: http2.ClientHttp2Stream): void {
     const count = this.#streamCounts.get(session) ?? 0;
-    if (count === 0) session.ref();
+    if (count === 0) {
+      session.ref();
+      this.#keepalives.set(
+        session,
+        setInterval(() => {
+          if (!session.destroyed) session.ping(() => {});
+        }, this.#options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS),
+      );
+    }
     this.#streamCounts.set(session, count + 1);
     stream.once('close', () => {
       const left = (this.#streamCounts.get(session) ?? 1) - 1;
       this.#streamCounts.set(session, left);
-      if (left === 0 && !session.destroyed) session.unref();
+      if (left === 0) {
+        clearInterval(this.#keepalives.get(session));
+        if (!session.destroyed) session.unref();
+      }
     });
   }
 }

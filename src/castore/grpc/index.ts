@@ -7,6 +7,7 @@
 export { type BlobServiceServerOptions, createBlobServiceImpl, DEFAULT_READ_CHUNK_SIZE } from './blob-service-server.js';
 export {
   DEFAULT_CONNECTION_WINDOW_SIZE,
+  DEFAULT_KEEPALIVE_MS,
   DEFAULT_MAX_FRAME_SIZE,
   DEFAULT_MAX_SESSION_MEMORY_MIB,
   DEFAULT_STREAM_WINDOW_SIZE,

@@ -17,6 +17,7 @@ import { CastoreError } from '../errors.js';
 import { type BlobServiceServerOptions, createBlobServiceImpl } from './blob-service-server.js';
 import {
   DEFAULT_CONNECTION_WINDOW_SIZE,
+  DEFAULT_KEEPALIVE_MS,
   DEFAULT_MAX_FRAME_SIZE,
   DEFAULT_MAX_SESSION_MEMORY_MIB,
   DEFAULT_STREAM_WINDOW_SIZE,
@@ -34,8 +35,20 @@ export interface CastoreServerOptions extends BlobServiceServerOptions {
   directoryService: DirectoryService;
   /** Registers more services on the same router (the build service, for instance). */
   extraRoutes?: (router: ConnectRouter) => void;
-  /** Serve TLS (grpc+https) with this PEM certificate chain and key; default cleartext. */
-  tls?: { cert: string | Uint8Array; key: string | Uint8Array };
+  /**
+   * Serve TLS (grpc+https) with this PEM certificate chain and key; default
+   * cleartext. With `clientCa`, clients must present a certificate it signed
+   * (mutual TLS).
+   */
+  tls?: { cert: string | Uint8Array; key: string | Uint8Array; clientCa?: string | Uint8Array };
+  /**
+   * Decides from a call's `authorization` header whether it may proceed;
+   * refused calls end with UNAUTHENTICATED before any service sees them.
+   * Default: every call proceeds.
+   */
+  authorize?: (authorization: string | undefined) => boolean;
+  /** HTTP/2 PING interval on every connection, keeping idle streams alive through middleboxes; default `DEFAULT_KEEPALIVE_MS`. */
+  keepaliveMs?: number;
   /** Per-stream window we advertise; default `DEFAULT_STREAM_WINDOW_SIZE`. */
   streamWindowSize?: number;
   /** Connection window we advertise; default `DEFAULT_CONNECTION_WINDOW_SIZE`. */
@@ -99,6 +112,17 @@ export async function startCastoreServer(options: CastoreServerOptions): Promise
   });
   const fastBlob = options.fastBlobPath === false ? undefined : createFastBlobHandler(options.blobService, options);
   const handler = (request: http2.Http2ServerRequest, response: http2.Http2ServerResponse) => {
+    if (options.authorize && !options.authorize(request.headers.authorization)) {
+      // A trailers-only gRPC response: the status travels in the headers.
+      request.resume();
+      response.writeHead(200, {
+        'content-type': 'application/grpc',
+        'grpc-status': '16',
+        'grpc-message': 'missing or invalid bearer token',
+      });
+      response.end();
+      return;
+    }
     if (!fastBlob?.(request)) connectHandler(request, response);
   };
   const serverOptions: http2.SecureServerOptions = {
@@ -110,7 +134,13 @@ export async function startCastoreServer(options: CastoreServerOptions): Promise
   };
   const server = options.tls
     ? http2.createSecureServer(
-        { ...serverOptions, cert: Buffer.from(options.tls.cert), key: Buffer.from(options.tls.key), allowHTTP1: false },
+        {
+          ...serverOptions,
+          cert: Buffer.from(options.tls.cert),
+          key: Buffer.from(options.tls.key),
+          allowHTTP1: false,
+          ...(options.tls.clientCa ? { ca: Buffer.from(options.tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
+        },
         handler,
       )
     : http2.createServer(serverOptions, handler);
@@ -123,6 +153,11 @@ export async function startCastoreServer(options: CastoreServerOptions): Promise
     if (session.connecting) session.once('connect', () => session.setLocalWindowSize(connectionWindow));
     else session.setLocalWindowSize(connectionWindow);
   });
+
+  const keepalive = setInterval(() => {
+    for (const session of sessions) if (!session.closed && !session.destroyed) session.ping(() => {});
+  }, options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS);
+  keepalive.unref();
 
   if (listen.kind === 'unix') await listenUnix(server, listen.path);
   else await listenOn(server, listen.port, listen.host);
@@ -146,6 +181,7 @@ export async function startCastoreServer(options: CastoreServerOptions): Promise
     url,
     close({ graceMs = DEFAULT_CLOSE_GRACE_MS } = {}) {
       closing ??= (async () => {
+        clearInterval(keepalive);
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         for (const session of sessions) session.close();
         const timer = setTimeout(() => {

@@ -1,0 +1,51 @@
+/**
+ * The one place where build errors become gRPC statuses and back. The exact
+ * BuildErrorCode travels in the `kiln-build-error-code` trailer, so a Kiln
+ * client restores it; other peers see a fitting standard status.
+ */
+import { Code, ConnectError } from '@connectrpc/connect';
+import { isAbortReason } from '../../common/coded-error.js';
+import { BuildError, type BuildErrorCode } from '../errors.js';
+
+export const BUILD_ERROR_CODE_TRAILER = 'kiln-build-error-code';
+
+const GRPC_CODES: Record<BuildErrorCode, Code> = {
+  INVALID_REQUEST: Code.InvalidArgument,
+  CONSTRAINTS_UNMET: Code.FailedPrecondition,
+  INPUT_MISSING: Code.FailedPrecondition,
+  BUILDER_BUSY: Code.ResourceExhausted,
+  SANDBOX_UNAVAILABLE: Code.Unavailable,
+  BUILDER_UNREACHABLE: Code.Unavailable,
+  UNAUTHENTICATED: Code.Unauthenticated,
+  BUILDER_FAILED: Code.Internal,
+  OUTPUT_MISSING: Code.Internal,
+};
+
+/** What a server sends for an error a build call threw. */
+export function buildErrorToConnectError(error: unknown, signal?: AbortSignal): ConnectError {
+  if (error instanceof ConnectError) return error;
+  if (isAbortReason(error, signal)) return new ConnectError('call canceled', Code.Canceled, undefined, undefined, error);
+  if (error instanceof BuildError)
+    return new ConnectError(error.message, GRPC_CODES[error.code], { [BUILD_ERROR_CODE_TRAILER]: error.code }, undefined, error);
+  if ((error as { code?: string }).code === 'NOT_FOUND')
+    return new ConnectError((error as Error).message, Code.FailedPrecondition, { [BUILD_ERROR_CODE_TRAILER]: 'INPUT_MISSING' });
+  return new ConnectError(error instanceof Error ? error.message : String(error), Code.Internal, undefined, undefined, error);
+}
+
+/** What a client raises for a failed call; the caller's own abort comes back untouched. */
+export function connectErrorToBuildError(error: unknown, url: string, signal?: AbortSignal): unknown {
+  if (signal?.aborted) return signal.reason;
+  if (error instanceof BuildError) return error;
+  const connect = ConnectError.from(error);
+  const named = connect.metadata.get(BUILD_ERROR_CODE_TRAILER);
+  let code: BuildErrorCode;
+  if (named !== null && named in GRPC_CODES) code = named as BuildErrorCode;
+  else if (connect.code === Code.Unauthenticated) code = 'UNAUTHENTICATED';
+  else if (connect.code === Code.InvalidArgument) code = 'INVALID_REQUEST';
+  else if (connect.code === Code.FailedPrecondition) code = 'CONSTRAINTS_UNMET';
+  else if (connect.code === Code.ResourceExhausted) code = 'BUILDER_BUSY';
+  else if (connect.code === Code.Unavailable || connect.code === Code.Unknown || connect.code === Code.Canceled)
+    code = 'BUILDER_UNREACHABLE';
+  else code = 'BUILDER_FAILED';
+  return new BuildError(code, `builder ${url}: ${connect.rawMessage}`, { cause: error, details: { grpcCode: Code[connect.code] } });
+}
