@@ -142,3 +142,21 @@ export async function buildServiceFromUrl(
       throw invalid(url, `unknown scheme ${parsed.protocol}`);
   }
 }
+
+/**
+ * One builder from one URL; from several (remote builders only), a
+ * dispatcher that sends each build to the least loaded one that fits.
+ */
+export async function buildServiceFromUrls(
+  urls: readonly string[],
+  dependencies: BuilderDependencies,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<BuildService> {
+  if (urls.length === 1) return buildServiceFromUrl(urls[0] as string, dependencies, env);
+  if (urls.length === 0) throw new BuildError('INVALID_REQUEST', 'no builder URL given', { details: { field: 'builder' } });
+  for (const url of urls)
+    if (!url.startsWith('grpc+')) throw invalid(url, 'several builders can only be remote ones (grpc+unix, grpc+http, grpc+https)');
+  const services = await Promise.all(urls.map((url) => buildServiceFromUrl(url, dependencies, env)));
+  const { DispatchingBuildService, GrpcBuildService } = await import('./grpc/index.js');
+  return new DispatchingBuildService(services.filter((s) => s instanceof GrpcBuildService));
+}

@@ -12,6 +12,7 @@
  * for a re-attach grace (`kiln-reattach-grace-ms` request header) or
  * another watcher is attached.
  */
+import { totalmem } from 'node:os';
 import { create, fromBinary } from '@bufbuild/protobuf';
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
 import { Code, ConnectError } from '@connectrpc/connect';
@@ -148,6 +149,15 @@ export function createBuildRoutes(options: BuildServerOptions): BuildRoutes {
             Number(message.fromSequence),
             context,
           );
+        },
+        async describe() {
+          return {
+            backend: options.service.name,
+            systems: [...systems],
+            inFlight: invocations.inFlight,
+            maxInFlight: invocations.maxInFlight,
+            memoryBytes: BigInt(totalmem()),
+          };
         },
         async cancel(message) {
           const invocation = invocations.get(message.invocationId);

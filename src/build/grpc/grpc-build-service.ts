@@ -31,6 +31,15 @@ import { REATTACH_GRACE_HEADER } from './build-server.js';
 import { buildEventFromMessage, isTerminal } from './event-convert.js';
 import { connectErrorToBuildError } from './status.js';
 
+/** A remote builder's self-description (kiln.build.v1 BuilderInfo). */
+export interface BuilderInfo {
+  backend: string;
+  systems: string[];
+  inFlight: number;
+  maxInFlight: number;
+  memoryBytes: number;
+}
+
 /** How long the client keeps trying to attach again after losing a build's stream. */
 export const DEFAULT_REATTACH_GRACE_MS = 30_000;
 const REATTACH_PAUSE_MS = 250;
@@ -71,6 +80,26 @@ export class GrpcBuildService implements BuildService {
       directoryService: new GrpcDirectoryService(channel, { keepChannelOpen: true }),
     };
     return this.#remote;
+  }
+
+  /** What the server offers and how busy it is. */
+  async describe(options: AbortOptions & { timeoutMs?: number } = {}): Promise<BuilderInfo> {
+    try {
+      const client = createClient(BuildEvents, (await this.#channel).transport);
+      const info = await client.describe(
+        {},
+        { ...(options.signal ? { signal: options.signal } : {}), timeoutMs: options.timeoutMs ?? 5000 },
+      );
+      return {
+        backend: info.backend,
+        systems: [...info.systems],
+        inFlight: info.inFlight,
+        maxInFlight: info.maxInFlight,
+        memoryBytes: Number(info.memoryBytes),
+      };
+    } catch (error) {
+      throw connectErrorToBuildError(error, this.#options.url, options.signal);
+    }
   }
 
   async *build(request: BuildRequest, options: AbortOptions = {}): AsyncGenerator<BuildEvent> {

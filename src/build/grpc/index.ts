@@ -7,5 +7,12 @@
 
 export { bearerTokenCheck, type KilnServer, type KilnServerOptions, startKilnServer } from './build-grpc-server.js';
 export { type BuildRoutes, type BuildServerOptions, createBuildRoutes, REATTACH_GRACE_HEADER } from './build-server.js';
-export { DEFAULT_REATTACH_GRACE_MS, GrpcBuildService, type GrpcBuildServiceOptions, splitBuilderUrl } from './grpc-build-service.js';
+export { DispatchingBuildService } from './dispatching-build-service.js';
+export {
+  type BuilderInfo,
+  DEFAULT_REATTACH_GRACE_MS,
+  GrpcBuildService,
+  type GrpcBuildServiceOptions,
+  splitBuilderUrl,
+} from './grpc-build-service.js';
 export { BUILD_ERROR_CODE_TRAILER } from './status.js';

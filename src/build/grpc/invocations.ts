@@ -85,6 +85,10 @@ export class Invocations {
     return this.#inFlight;
   }
 
+  get maxInFlight(): number {
+    return this.#options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+  }
+
   get(id: string): Invocation | undefined {
     return this.#byId.get(id);
   }

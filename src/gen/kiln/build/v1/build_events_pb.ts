@@ -18,7 +18,67 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file kiln/build/v1/build_events.proto.
  */
 export const file_kiln_build_v1_build_events: GenFile = /*@__PURE__*/
-  fileDesc("CiBraWxuL2J1aWxkL3YxL2J1aWxkX2V2ZW50cy5wcm90bxINa2lsbi5idWlsZC52MSI9Cg1BdHRhY2hSZXF1ZXN0EhUKDWludm9jYXRpb25faWQYASABKAkSFQoNZnJvbV9zZXF1ZW5jZRgCIAEoBCImCg1DYW5jZWxSZXF1ZXN0EhUKDWludm9jYXRpb25faWQYASABKAkiEAoOQ2FuY2VsUmVzcG9uc2UigQMKCkJ1aWxkRXZlbnQSEAoIc2VxdWVuY2UYASABKAQSFAoMdGltZV91bml4X21zGAIgASgEEisKCGFjY2VwdGVkGAogASgLMhcua2lsbi5idWlsZC52MS5BY2NlcHRlZEgAEikKB3N0YXJ0ZWQYCyABKAsyFi5raWxuLmJ1aWxkLnYxLlN0YXJ0ZWRIABImCgNsb2cYDCABKAsyFy5raWxuLmJ1aWxkLnYxLkxvZ0NodW5rSAASMgoJcmVzb3VyY2VzGA0gASgLMh0ua2lsbi5idWlsZC52MS5SZXNvdXJjZVNhbXBsZUgAEjgKD291dHB1dF9pbmdlc3RlZBgOIAEoCzIdLmtpbG4uYnVpbGQudjEuT3V0cHV0SW5nZXN0ZWRIABIrCghmaW5pc2hlZBgPIAEoCzIXLmtpbG4uYnVpbGQudjEuRmluaXNoZWRIABInCgZmYWlsZWQYECABKAsyFS5raWxuLmJ1aWxkLnYxLkZhaWxlZEgAQgcKBWV2ZW50IkQKCEFjY2VwdGVkEhAKCGJ1aWxkX2lkGAEgASgJEhUKDWludm9jYXRpb25faWQYAiABKAkSDwoHYmFja2VuZBgDIAEoCSIJCgdTdGFydGVkIlIKCExvZ0NodW5rEigKBnN0cmVhbRgBIAEoDjIYLmtpbG4uYnVpbGQudjEuTG9nU3RyZWFtEg4KBm9mZnNldBgCIAEoBBIMCgRkYXRhGAMgASgMIkAKDlJlc291cmNlU2FtcGxlEhMKC2NwdV90aW1lX21zGAEgASgEEhkKEXBlYWtfbWVtb3J5X2J5dGVzGAIgASgEImUKDk91dHB1dEluZ2VzdGVkEg0KBWluZGV4GAEgASgNEgwKBHBhdGgYAiABKAkSJQoFZW50cnkYAyABKAsyFi5zbml4LmNhc3RvcmUudjEuRW50cnkSDwoHbmVlZGxlcxgEIAMoBCKTAQoIRmluaXNoZWQSLgoIcmVzcG9uc2UYASABKAsyHC5zbml4LmJ1aWxkLnYxLkJ1aWxkUmVzcG9uc2USEQoJZXhpdF9jb2RlGAIgASgFEhQKDHdhbGxfdGltZV9tcxgDIAEoBBITCgtjcHVfdGltZV9tcxgEIAEoBBIZChFwZWFrX21lbW9yeV9ieXRlcxgFIAEoBCKPAQoGRmFpbGVkEiwKBnJlYXNvbhgBIAEoDjIcLmtpbG4uYnVpbGQudjEuRmFpbHVyZVJlYXNvbhIPCgdtZXNzYWdlGAIgASgJEhYKCWV4aXRfY29kZRgDIAEoBUgAiAEBEg4KBnNpZ25hbBgEIAEoCRIQCghsb2dfdGFpbBgFIAEoCUIMCgpfZXhpdF9jb2RlKlUKCUxvZ1N0cmVhbRIaChZMT0dfU1RSRUFNX1VOU1BFQ0lGSUVEEAASFQoRTE9HX1NUUkVBTV9TVERPVVQQARIVChFMT0dfU1RSRUFNX1NUREVSUhACKtACCg1GYWlsdXJlUmVhc29uEh4KGkZBSUxVUkVfUkVBU09OX1VOU1BFQ0lGSUVEEAASHAoYRkFJTFVSRV9SRUFTT05fRVhJVF9DT0RFEAESGQoVRkFJTFVSRV9SRUFTT05fU0lHTkFMEAISIQodRkFJTFVSRV9SRUFTT05fT1VUUFVUX01JU1NJTkcQAxIhCh1GQUlMVVJFX1JFQVNPTl9PVVRQVVRfSU5WQUxJRBAEEhoKFkZBSUxVUkVfUkVBU09OX1RJTUVPVVQQBRIiCh5GQUlMVVJFX1JFQVNPTl9TSUxFTkNFX1RJTUVPVVQQBhIgChxGQUlMVVJFX1JFQVNPTl9PVVRfT0ZfTUVNT1JZEAcSHAoYRkFJTFVSRV9SRUFTT05fQ0FOQ0VMTEVEEAgSIAocRkFJTFVSRV9SRUFTT05fU0FOREJPWF9FUlJPUhAJMtwBCgtCdWlsZEV2ZW50cxJBCgVCdWlsZBIbLnNuaXguYnVpbGQudjEuQnVpbGRSZXF1ZXN0Ghkua2lsbi5idWlsZC52MS5CdWlsZEV2ZW50MAESQwoGQXR0YWNoEhwua2lsbi5idWlsZC52MS5BdHRhY2hSZXF1ZXN0Ghkua2lsbi5idWlsZC52MS5CdWlsZEV2ZW50MAESRQoGQ2FuY2VsEhwua2lsbi5idWlsZC52MS5DYW5jZWxSZXF1ZXN0Gh0ua2lsbi5idWlsZC52MS5DYW5jZWxSZXNwb25zZWIGcHJvdG8z", [file_snix_build_v1_build, file_snix_castore_v1_castore]);
+  fileDesc("CiBraWxuL2J1aWxkL3YxL2J1aWxkX2V2ZW50cy5wcm90bxINa2lsbi5idWlsZC52MSIRCg9EZXNjcmliZVJlcXVlc3QibwoLQnVpbGRlckluZm8SDwoHYmFja2VuZBgBIAEoCRIPCgdzeXN0ZW1zGAIgAygJEhEKCWluX2ZsaWdodBgDIAEoDRIVCg1tYXhfaW5fZmxpZ2h0GAQgASgNEhQKDG1lbW9yeV9ieXRlcxgFIAEoBCI9Cg1BdHRhY2hSZXF1ZXN0EhUKDWludm9jYXRpb25faWQYASABKAkSFQoNZnJvbV9zZXF1ZW5jZRgCIAEoBCImCg1DYW5jZWxSZXF1ZXN0EhUKDWludm9jYXRpb25faWQYASABKAkiEAoOQ2FuY2VsUmVzcG9uc2UigQMKCkJ1aWxkRXZlbnQSEAoIc2VxdWVuY2UYASABKAQSFAoMdGltZV91bml4X21zGAIgASgEEisKCGFjY2VwdGVkGAogASgLMhcua2lsbi5idWlsZC52MS5BY2NlcHRlZEgAEikKB3N0YXJ0ZWQYCyABKAsyFi5raWxuLmJ1aWxkLnYxLlN0YXJ0ZWRIABImCgNsb2cYDCABKAsyFy5raWxuLmJ1aWxkLnYxLkxvZ0NodW5rSAASMgoJcmVzb3VyY2VzGA0gASgLMh0ua2lsbi5idWlsZC52MS5SZXNvdXJjZVNhbXBsZUgAEjgKD291dHB1dF9pbmdlc3RlZBgOIAEoCzIdLmtpbG4uYnVpbGQudjEuT3V0cHV0SW5nZXN0ZWRIABIrCghmaW5pc2hlZBgPIAEoCzIXLmtpbG4uYnVpbGQudjEuRmluaXNoZWRIABInCgZmYWlsZWQYECABKAsyFS5raWxuLmJ1aWxkLnYxLkZhaWxlZEgAQgcKBWV2ZW50IkQKCEFjY2VwdGVkEhAKCGJ1aWxkX2lkGAEgASgJEhUKDWludm9jYXRpb25faWQYAiABKAkSDwoHYmFja2VuZBgDIAEoCSIJCgdTdGFydGVkIlIKCExvZ0NodW5rEigKBnN0cmVhbRgBIAEoDjIYLmtpbG4uYnVpbGQudjEuTG9nU3RyZWFtEg4KBm9mZnNldBgCIAEoBBIMCgRkYXRhGAMgASgMIkAKDlJlc291cmNlU2FtcGxlEhMKC2NwdV90aW1lX21zGAEgASgEEhkKEXBlYWtfbWVtb3J5X2J5dGVzGAIgASgEImUKDk91dHB1dEluZ2VzdGVkEg0KBWluZGV4GAEgASgNEgwKBHBhdGgYAiABKAkSJQoFZW50cnkYAyABKAsyFi5zbml4LmNhc3RvcmUudjEuRW50cnkSDwoHbmVlZGxlcxgEIAMoBCKTAQoIRmluaXNoZWQSLgoIcmVzcG9uc2UYASABKAsyHC5zbml4LmJ1aWxkLnYxLkJ1aWxkUmVzcG9uc2USEQoJZXhpdF9jb2RlGAIgASgFEhQKDHdhbGxfdGltZV9tcxgDIAEoBBITCgtjcHVfdGltZV9tcxgEIAEoBBIZChFwZWFrX21lbW9yeV9ieXRlcxgFIAEoBCKPAQoGRmFpbGVkEiwKBnJlYXNvbhgBIAEoDjIcLmtpbG4uYnVpbGQudjEuRmFpbHVyZVJlYXNvbhIPCgdtZXNzYWdlGAIgASgJEhYKCWV4aXRfY29kZRgDIAEoBUgAiAEBEg4KBnNpZ25hbBgEIAEoCRIQCghsb2dfdGFpbBgFIAEoCUIMCgpfZXhpdF9jb2RlKlUKCUxvZ1N0cmVhbRIaChZMT0dfU1RSRUFNX1VOU1BFQ0lGSUVEEAASFQoRTE9HX1NUUkVBTV9TVERPVVQQARIVChFMT0dfU1RSRUFNX1NUREVSUhACKtACCg1GYWlsdXJlUmVhc29uEh4KGkZBSUxVUkVfUkVBU09OX1VOU1BFQ0lGSUVEEAASHAoYRkFJTFVSRV9SRUFTT05fRVhJVF9DT0RFEAESGQoVRkFJTFVSRV9SRUFTT05fU0lHTkFMEAISIQodRkFJTFVSRV9SRUFTT05fT1VUUFVUX01JU1NJTkcQAxIhCh1GQUlMVVJFX1JFQVNPTl9PVVRQVVRfSU5WQUxJRBAEEhoKFkZBSUxVUkVfUkVBU09OX1RJTUVPVVQQBRIiCh5GQUlMVVJFX1JFQVNPTl9TSUxFTkNFX1RJTUVPVVQQBhIgChxGQUlMVVJFX1JFQVNPTl9PVVRfT0ZfTUVNT1JZEAcSHAoYRkFJTFVSRV9SRUFTT05fQ0FOQ0VMTEVEEAgSIAocRkFJTFVSRV9SRUFTT05fU0FOREJPWF9FUlJPUhAJMqQCCgtCdWlsZEV2ZW50cxJBCgVCdWlsZBIbLnNuaXguYnVpbGQudjEuQnVpbGRSZXF1ZXN0Ghkua2lsbi5idWlsZC52MS5CdWlsZEV2ZW50MAESQwoGQXR0YWNoEhwua2lsbi5idWlsZC52MS5BdHRhY2hSZXF1ZXN0Ghkua2lsbi5idWlsZC52MS5CdWlsZEV2ZW50MAESRQoGQ2FuY2VsEhwua2lsbi5idWlsZC52MS5DYW5jZWxSZXF1ZXN0Gh0ua2lsbi5idWlsZC52MS5DYW5jZWxSZXNwb25zZRJGCghEZXNjcmliZRIeLmtpbG4uYnVpbGQudjEuRGVzY3JpYmVSZXF1ZXN0Ghoua2lsbi5idWlsZC52MS5CdWlsZGVySW5mb2IGcHJvdG8z", [file_snix_build_v1_build, file_snix_castore_v1_castore]);
+
+/**
+ * @generated from message kiln.build.v1.DescribeRequest
+ */
+export type DescribeRequest = Message<"kiln.build.v1.DescribeRequest"> & {
+};
+
+/**
+ * Describes the message kiln.build.v1.DescribeRequest.
+ * Use `create(DescribeRequestSchema)` to create a new message.
+ */
+export const DescribeRequestSchema: GenMessage<DescribeRequest> = /*@__PURE__*/
+  messageDesc(file_kiln_build_v1_build_events, 0);
+
+/**
+ * @generated from message kiln.build.v1.BuilderInfo
+ */
+export type BuilderInfo = Message<"kiln.build.v1.BuilderInfo"> & {
+  /**
+   * The backend builds run on, e.g. "bwrap" or "oci(runc)".
+   *
+   * @generated from field: string backend = 1;
+   */
+  backend: string;
+
+  /**
+   * Values accepted in constraints.system.
+   *
+   * @generated from field: repeated string systems = 2;
+   */
+  systems: string[];
+
+  /**
+   * Builds running or queued now.
+   *
+   * @generated from field: uint32 in_flight = 3;
+   */
+  inFlight: number;
+
+  /**
+   * Builds accepted at once; more are refused with RESOURCE_EXHAUSTED.
+   *
+   * @generated from field: uint32 max_in_flight = 4;
+   */
+  maxInFlight: number;
+
+  /**
+   * Memory of the builder host in bytes.
+   *
+   * @generated from field: uint64 memory_bytes = 5;
+   */
+  memoryBytes: bigint;
+};
+
+/**
+ * Describes the message kiln.build.v1.BuilderInfo.
+ * Use `create(BuilderInfoSchema)` to create a new message.
+ */
+export const BuilderInfoSchema: GenMessage<BuilderInfo> = /*@__PURE__*/
+  messageDesc(file_kiln_build_v1_build_events, 1);
 
 /**
  * @generated from message kiln.build.v1.AttachRequest
@@ -40,7 +100,7 @@ export type AttachRequest = Message<"kiln.build.v1.AttachRequest"> & {
  * Use `create(AttachRequestSchema)` to create a new message.
  */
 export const AttachRequestSchema: GenMessage<AttachRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_build_v1_build_events, 0);
+  messageDesc(file_kiln_build_v1_build_events, 2);
 
 /**
  * @generated from message kiln.build.v1.CancelRequest
@@ -57,7 +117,7 @@ export type CancelRequest = Message<"kiln.build.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_kiln_build_v1_build_events, 1);
+  messageDesc(file_kiln_build_v1_build_events, 3);
 
 /**
  * @generated from message kiln.build.v1.CancelResponse
@@ -70,7 +130,7 @@ export type CancelResponse = Message<"kiln.build.v1.CancelResponse"> & {
  * Use `create(CancelResponseSchema)` to create a new message.
  */
 export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
-  messageDesc(file_kiln_build_v1_build_events, 2);
+  messageDesc(file_kiln_build_v1_build_events, 4);
 
 /**
  * @generated from message kiln.build.v1.BuildEvent
@@ -143,7 +203,7 @@ export type BuildEvent = Message<"kiln.build.v1.BuildEvent"> & {
  * Use `create(BuildEventSchema)` to create a new message.
  */
 export const BuildEventSchema: GenMessage<BuildEvent> = /*@__PURE__*/
-  messageDesc(file_kiln_build_v1_build_events, 3);
+  messageDesc(file_kiln_build_v1_build_events, 5);
 
 /**
  * @generated from message kiln.build.v1.Accepted
@@ -176,7 +236,7 @@ export type Accepted = Message<"kiln.build.v1.Accepted"> & {
  * Use `create(AcceptedSchema)` to create a new message.
  */
 export const AcceptedSchema: GenMessage<Accepted> = /*@__PURE__*/
-  messageDesc(file_kiln_build_v1_build_events, 4);
+  messageDesc(file_kiln_build_v1_build_events, 6);
 
 /**
  * @generated from message kiln.build.v1.Started
@@ -189,7 +249,7 @@ export type Started = Message<"kiln.build.v1.Started"> & {
  * Use `create(StartedSchema)` to create a new message.
  */
 export const StartedSchema: GenMessage<Started> = /*@__PURE__*/
-  messageDesc(file_kiln_build_v1_build_events, 5);
+  messageDesc(file_kiln_build_v1_build_events, 7);
 
 /**
  * @generated from message kiln.build.v1.LogChunk
@@ -218,7 +278,7 @@ export type LogChunk = Message<"kiln.build.v1.LogChunk"> & {
  * Use `create(LogChunkSchema)` to create a new message.
  */
 export const LogChunkSchema: GenMessage<LogChunk> = /*@__PURE__*/
-  messageDesc(file_kiln_build_v1_build_events, 6);
+  messageDesc(file_kiln_build_v1_build_events, 8);
 
 /**
  * @generated from message kiln.build.v1.ResourceSample
@@ -240,7 +300,7 @@ export type ResourceSample = Message<"kiln.build.v1.ResourceSample"> & {
  * Use `create(ResourceSampleSchema)` to create a new message.
  */
 export const ResourceSampleSchema: GenMessage<ResourceSample> = /*@__PURE__*/
-  messageDesc(file_kiln_build_v1_build_events, 7);
+  messageDesc(file_kiln_build_v1_build_events, 9);
 
 /**
  * @generated from message kiln.build.v1.OutputIngested
@@ -274,7 +334,7 @@ export type OutputIngested = Message<"kiln.build.v1.OutputIngested"> & {
  * Use `create(OutputIngestedSchema)` to create a new message.
  */
 export const OutputIngestedSchema: GenMessage<OutputIngested> = /*@__PURE__*/
-  messageDesc(file_kiln_build_v1_build_events, 8);
+  messageDesc(file_kiln_build_v1_build_events, 10);
 
 /**
  * @generated from message kiln.build.v1.Finished
@@ -311,7 +371,7 @@ export type Finished = Message<"kiln.build.v1.Finished"> & {
  * Use `create(FinishedSchema)` to create a new message.
  */
 export const FinishedSchema: GenMessage<Finished> = /*@__PURE__*/
-  messageDesc(file_kiln_build_v1_build_events, 9);
+  messageDesc(file_kiln_build_v1_build_events, 11);
 
 /**
  * @generated from message kiln.build.v1.Failed
@@ -354,7 +414,7 @@ export type Failed = Message<"kiln.build.v1.Failed"> & {
  * Use `create(FailedSchema)` to create a new message.
  */
 export const FailedSchema: GenMessage<Failed> = /*@__PURE__*/
-  messageDesc(file_kiln_build_v1_build_events, 10);
+  messageDesc(file_kiln_build_v1_build_events, 12);
 
 /**
  * @generated from enum kiln.build.v1.LogStream
@@ -476,6 +536,16 @@ export const BuildEvents: GenService<{
     methodKind: "unary";
     input: typeof CancelRequestSchema;
     output: typeof CancelResponseSchema;
+  },
+  /**
+   * What this builder offers and how busy it is, for clients choosing among several.
+   *
+   * @generated from rpc kiln.build.v1.BuildEvents.Describe
+   */
+  describe: {
+    methodKind: "unary";
+    input: typeof DescribeRequestSchema;
+    output: typeof BuilderInfoSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_kiln_build_v1_build_events, 0);
