@@ -52,6 +52,15 @@ const CRUN_SECCOMP = { 'run.oci.seccomp_bpf_data': seccompBpfProgram().toString(
 
 const CRUN_PRELUDE = '{ ! mountpoint -q /sys/fs/cgroup/unified || umount /sys/fs/cgroup/unified; } && exec "$@"';
 
+/**
+ * `argv` (a crun command) run where crun accepts this host: in a private
+ * mount namespace without the cgroup v2 hierarchy that a cgroup v1 host
+ * mounts beside v1 ("hybrid" mode, which crun 1.8 refuses).
+ */
+export function withoutHybridCgroups(argv: readonly string[]): string[] {
+  return ['unshare', '-m', '--propagation', 'private', '/bin/sh', '-c', CRUN_PRELUDE, 'kiln-crun', ...argv];
+}
+
 export class OciBuildService extends LocalSandboxBuildService {
   constructor(options: OciBuildServiceOptions) {
     const runtime = options.runtimePath ?? findExecutable(options.runtime);
