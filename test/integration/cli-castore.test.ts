@@ -3,7 +3,7 @@
  * output shapes, exit statuses, KILN_HOME, corruption handling, serving.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +25,12 @@ describe('kiln castore CLI', () => {
     await fs.rm(work, { recursive: true, force: true });
   });
   const env = () => ({ KILN_HOME: home });
+
+  it('runs from any working directory', () => {
+    const result = spawnSync(kiln, ['castore', 'import', sample], { cwd: '/', env: { ...process.env, ...env() }, encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /blake3-/);
+  });
 
   it('import --json prints the Entry of the sample tree into the default store under KILN_HOME', async () => {
     const result = await runKiln(['castore', 'import', sample, '--json'], env());
