@@ -1,0 +1,365 @@
+/**
+ * Realising derivations on a Kiln builder, as `nix-build` does on Nix:
+ * load and verify the derivation graph, build every derivation whose
+ * wanted outputs Kiln does not hold yet, inputs first, up to `jobs` at a
+ * time, and record each derivation's outputs in the path-info index.
+ *
+ * Per derivation: the input closure (sources imported from the local Nix
+ * store, outputs of input derivations from the index) → BuildRequest →
+ * BuildService → path infos of the outputs (outputs-to-path-infos.ts) →
+ * one atomic `putMany` holding the outputs and any sources first used by
+ * this build. A failure at any step writes nothing. The first failure
+ * cancels the builds still running and no new one starts (Nix without
+ * `--keep-going`).
+ */
+import type { BuildEvent, BuildService } from '../build/index.js';
+import type { BlobService, DirectoryService, FileDigestCache, Node } from '../castore/index.js';
+import type { AbortOptions } from '../common/abort.js';
+import { type Derivation, DerivationHasher, derivationNameFromPath, derivationPath, parseDerivation } from '../nix/index.js';
+import { boolAttrOf, stringsAttrOf, structuredAttrsOf } from './derivation-environment.js';
+import { type DerivationBuildRequest, derivationToBuildRequest } from './derivation-to-build-request.js';
+import { NixBridgeError } from './errors.js';
+import type { LocalNixStore } from './local-nix-store.js';
+import { outputsToPathInfos } from './outputs-to-path-infos.js';
+import type { PathInfo } from './path-info.js';
+import type { PathInfoService } from './path-info-service.js';
+
+/** System features Kiln's builders provide (they need nothing special). */
+export const SUPPORTED_SYSTEM_FEATURES: readonly string[] = ['benchmark', 'big-parallel'];
+
+export type NixBuildEvent =
+  /** The derivations that will be built, in an order that puts inputs first. */
+  | { readonly type: 'planned'; readonly drvPaths: readonly string[] }
+  | { readonly type: 'source-imported'; readonly path: string; readonly narSize: number }
+  | { readonly type: 'started'; readonly drvPath: string; readonly buildId: string; readonly backend: string }
+  | { readonly type: 'log'; readonly drvPath: string; readonly stream: 'stdout' | 'stderr'; readonly data: Uint8Array }
+  | { readonly type: 'resources'; readonly drvPath: string; readonly cpuTimeMs: number; readonly peakMemoryBytes: number }
+  | { readonly type: 'built'; readonly drvPath: string; readonly outputs: ReadonlyMap<string, PathInfo>; readonly wallTimeMs: number }
+  | { readonly type: 'failed'; readonly drvPath: string; readonly error: Error };
+
+export interface NixBuilderOptions {
+  buildService: BuildService;
+  blobService: BlobService;
+  directoryService: DirectoryService;
+  fileDigestCache?: FileDigestCache;
+  pathInfoService: PathInfoService;
+  nixStore: LocalNixStore;
+  /** Derivations built at once; default `DEFAULT_JOBS`. */
+  jobs?: number;
+  /** `NIX_BUILD_CORES`; default the host's core count. */
+  buildCores?: number;
+  /** Where fixed-output derivations' `impureEnvVars` take their values; default none (all `""`). */
+  impureEnv?: Readonly<Record<string, string | undefined>>;
+  /** Provide `/bin/sh`; default true. */
+  provideBinSh?: boolean;
+  onEvent?: (event: NixBuildEvent) => void;
+}
+
+export const DEFAULT_JOBS = 1;
+
+/** A derivation's BuildRequest with what produced it. */
+export interface PreparedBuild {
+  readonly drv: Derivation;
+  readonly built: DerivationBuildRequest;
+  /** Path infos of the whole input closure. */
+  readonly closure: ReadonlyMap<string, PathInfo>;
+}
+
+export class NixBuilder {
+  readonly #options: NixBuilderOptions;
+  readonly #storeDir: string;
+  readonly #parsed = new Map<string, Promise<Derivation>>();
+  readonly #verified = new Map<string, Promise<Derivation>>();
+  readonly #hasher: DerivationHasher;
+  /** Sources imported in this run, by path; committed with the first build that uses them. */
+  readonly #sources = new Map<string, Promise<PathInfo>>();
+
+  constructor(options: NixBuilderOptions) {
+    this.#options = options;
+    this.#storeDir = options.nixStore.storeDir;
+    this.#hasher = new DerivationHasher((path) => this.#parse(path), { storeDir: this.#storeDir });
+  }
+
+  #parse(drvPath: string): Promise<Derivation> {
+    let pending = this.#parsed.get(drvPath);
+    if (!pending) {
+      pending = (async () => {
+        const bytes = await this.#options.nixStore.readDerivationFile(drvPath);
+        const drv = parseDerivation(bytes, { storeDir: this.#storeDir });
+        const name = derivationNameFromPath(drvPath, { storeDir: this.#storeDir });
+        const actual = derivationPath(drv, name, { storeDir: this.#storeDir }).toAbsolute(this.#storeDir);
+        if (actual !== drvPath) {
+          throw new NixBridgeError('INVALID_DERIVATION', `derivation file ${drvPath} does not match its path: its contents are ${actual}`, {
+            details: { path: drvPath, actual },
+          });
+        }
+        return drv;
+      })();
+      this.#parsed.set(drvPath, pending);
+    }
+    return pending;
+  }
+
+  /** The derivation at `drvPath`, checked: its contents match its path and its output paths are the ones its inputs give. */
+  load(drvPath: string): Promise<Derivation> {
+    let pending = this.#verified.get(drvPath);
+    if (!pending) {
+      pending = (async () => {
+        const drv = await this.#parse(drvPath);
+        const name = derivationNameFromPath(drvPath, { storeDir: this.#storeDir });
+        const expected = await this.#hasher.computeOutputPaths(drv, name);
+        for (const [output, { path }] of drv.outputs) {
+          const want = expected.outputs.get(output)?.path;
+          if (path !== want) {
+            throw new NixBridgeError(
+              'INVALID_DERIVATION',
+              `derivation ${drvPath} has output ${output} at ${path}, but its inputs give ${want}`,
+              {
+                details: { path: drvPath, output },
+              },
+            );
+          }
+        }
+        return drv;
+      })();
+      this.#verified.set(drvPath, pending);
+    }
+    return pending;
+  }
+
+  #importSource(path: string, signal?: AbortSignal): Promise<PathInfo> {
+    let pending = this.#sources.get(path);
+    if (!pending) {
+      pending = this.#options.nixStore
+        .importSource(path, {
+          blobService: this.#options.blobService,
+          directoryService: this.#options.directoryService,
+          ...(this.#options.fileDigestCache ? { fileDigestCache: this.#options.fileDigestCache } : {}),
+          ...(signal ? { signal } : {}),
+        })
+        .then((info) => {
+          this.#options.onEvent?.({ type: 'source-imported', path, narSize: info.narSize });
+          return info;
+        });
+      pending.catch(() => this.#sources.delete(path));
+      this.#sources.set(path, pending);
+    }
+    return pending;
+  }
+
+  /**
+   * Path infos of the input closure: sources (from the index, else imported
+   * from the Nix store) and the wanted outputs of input derivations (which
+   * must be in the index), with everything they refer to.
+   */
+  async #inputClosure(drvPath: string, drv: Derivation, signal?: AbortSignal): Promise<Map<string, PathInfo>> {
+    const closure = new Map<string, PathInfo>();
+    const queue: string[] = [];
+    for (const [inputDrvPath, names] of drv.inputDrvs) {
+      const input = await this.load(inputDrvPath);
+      for (const name of names) {
+        const path = input.outputs.get(name)?.path;
+        if (!path)
+          throw new NixBridgeError('INVALID_DERIVATION', `${drvPath} uses output ${name} of ${inputDrvPath}, which has no such output`);
+        const info = await this.#options.pathInfoService.get(path);
+        if (!info) {
+          throw new NixBridgeError(
+            'NOT_FOUND',
+            `output ${name} of ${inputDrvPath} (${path}) is not built yet; build it first (kiln nix build)`,
+            {
+              details: { path },
+            },
+          );
+        }
+        closure.set(path, info);
+        queue.push(...info.references);
+      }
+    }
+    queue.push(...drv.inputSrcs);
+    const pending: Promise<void>[] = [];
+    const visit = async (path: string): Promise<void> => {
+      if (closure.has(path)) return;
+      const info = (await this.#options.pathInfoService.get(path)) ?? (await this.#importSource(path, signal));
+      if (closure.has(path)) return;
+      closure.set(path, info);
+      await Promise.all(info.references.filter((r) => !closure.has(r)).map(visit));
+    };
+    for (const path of queue) pending.push(visit(path));
+    await Promise.all(pending);
+    return closure;
+  }
+
+  /** The BuildRequest of the derivation at `drvPath`; its input derivations' outputs must be built. */
+  async prepare(drvPath: string, options: AbortOptions = {}): Promise<PreparedBuild> {
+    const drv = await this.load(drvPath);
+    checkBuildable(drvPath, drv);
+    const closure = await this.#inputClosure(drvPath, drv, options.signal);
+    const built = derivationToBuildRequest(drv, new Map<string, Node>([...closure].map(([path, info]) => [path, info.node])), {
+      drvPath,
+      storeDir: this.#storeDir,
+      pathInfos: closure,
+      ...(this.#options.buildCores !== undefined ? { buildCores: this.#options.buildCores } : {}),
+      ...(this.#options.impureEnv ? { impureEnv: this.#options.impureEnv } : {}),
+      ...(this.#options.provideBinSh !== undefined ? { provideBinSh: this.#options.provideBinSh } : {}),
+    });
+    return { drv, built, closure };
+  }
+
+  /** The derivations to build for `drvPath`'s `wanted` outputs, inputs before the derivations using them. */
+  async plan(drvPath: string, wanted?: readonly string[]): Promise<string[]> {
+    const order: string[] = [];
+    const planned = new Set<string>();
+    const visit = async (path: string, outputs: readonly string[] | undefined, chain: readonly string[]): Promise<void> => {
+      const drv = await this.load(path);
+      const names = outputs ?? [...drv.outputs.keys()];
+      let missing = false;
+      for (const name of names) {
+        const out = drv.outputs.get(name);
+        if (!out)
+          throw new NixBridgeError(
+            'INVALID_DERIVATION',
+            `${chain.at(-1) ?? path} wants output ${name} of ${path}, which has no such output`,
+          );
+        if (!(await this.#options.pathInfoService.get(out.path))) missing = true;
+      }
+      if (!missing || planned.has(path)) return;
+      planned.add(path);
+      for (const [input, inputNames] of [...drv.inputDrvs].sort(([a], [b]) => (a < b ? -1 : 1)))
+        await visit(input, [...inputNames], [...chain, path]);
+      order.push(path);
+    };
+    await visit(drvPath, wanted, []);
+    return order;
+  }
+
+  /**
+   * Builds what `drvPath` needs and returns the path infos of its outputs
+   * (all of them, or `wanted`). Throws the first failure.
+   */
+  async realise(drvPath: string, options: AbortOptions & { wanted?: readonly string[] } = {}): Promise<Map<string, PathInfo>> {
+    const order = await this.plan(drvPath, options.wanted);
+    this.#options.onEvent?.({ type: 'planned', drvPaths: order });
+    if (order.length > 0) await this.#buildAll(order, options.signal);
+    const drv = await this.load(drvPath);
+    const result = new Map<string, PathInfo>();
+    for (const name of options.wanted ?? [...drv.outputs.keys()]) {
+      const path = drv.outputs.get(name)?.path as string;
+      const info = await this.#options.pathInfoService.get(path);
+      if (!info) throw new NixBridgeError('NOT_FOUND', `output ${name} of ${drvPath} was not recorded`, { details: { path } });
+      result.set(name, info);
+    }
+    return result;
+  }
+
+  async #buildAll(order: readonly string[], signal?: AbortSignal): Promise<void> {
+    const jobs = Math.max(1, this.#options.jobs ?? DEFAULT_JOBS);
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const inOrder = new Set(order);
+    const deps = new Map<string, Set<string>>();
+    for (const path of order) {
+      const drv = await this.load(path);
+      deps.set(path, new Set([...drv.inputDrvs.keys()].filter((d) => inOrder.has(d))));
+    }
+    const done = new Set<string>();
+    const running = new Map<string, Promise<void>>();
+    let failure: { error: unknown } | undefined;
+    try {
+      while (done.size < order.length && !failure) {
+        for (const path of order) {
+          if (running.size >= jobs || failure) break;
+          if (done.has(path) || running.has(path)) continue;
+          if (![...(deps.get(path) as Set<string>)].every((d) => done.has(d))) continue;
+          const task = this.#buildOne(path, controller.signal).then(
+            () => {
+              done.add(path);
+              running.delete(path);
+            },
+            (error: unknown) => {
+              running.delete(path);
+              if (!failure) {
+                failure = { error };
+                if (!controller.signal.aborted) controller.abort(new NixBridgeError('DEPENDENCY_FAILED', `another build failed: ${path}`));
+              }
+            },
+          );
+          running.set(path, task);
+        }
+        if (running.size === 0) break;
+        await Promise.race(running.values());
+      }
+      await Promise.all(running.values());
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+    signal?.throwIfAborted();
+    if (failure) throw failure.error;
+  }
+
+  async #buildOne(drvPath: string, signal: AbortSignal): Promise<void> {
+    const emit = this.#options.onEvent;
+    try {
+      signal.throwIfAborted();
+      const { drv, built, closure } = await this.prepare(drvPath, { signal });
+      const started = performance.now();
+      let outcome: Extract<BuildEvent, { type: 'finished' | 'failed' }> | undefined;
+      for await (const event of this.#options.buildService.build(built.request, { signal })) {
+        if (event.type === 'accepted') emit?.({ type: 'started', drvPath, buildId: event.buildId, backend: event.backend });
+        else if (event.type === 'log') emit?.({ type: 'log', drvPath, stream: event.stream, data: event.data });
+        else if (event.type === 'resources')
+          emit?.({ type: 'resources', drvPath, cpuTimeMs: event.cpuTimeMs, peakMemoryBytes: event.peakMemoryBytes });
+        else if (event.type === 'finished' || event.type === 'failed') outcome = event;
+      }
+      signal.throwIfAborted();
+      if (!outcome) throw new NixBridgeError('BUILD_FAILED', `the builder gave no result for '${drvPath}'`, { details: { drvPath } });
+      if (outcome.type === 'failed') throw buildFailure(drvPath, built, outcome);
+      const outputs = await outputsToPathInfos(drv, drvPath, built, outcome.response, this.#options, {
+        signal,
+        storeDir: this.#storeDir,
+        inputInfos: closure,
+      });
+      const committed = await Promise.all(
+        [...closure.keys()].map(async (p) => ((await this.#options.pathInfoService.get(p)) ? undefined : closure.get(p))),
+      );
+      await this.#options.pathInfoService.putMany([...committed.filter((i): i is PathInfo => i !== undefined), ...outputs.values()]);
+      emit?.({ type: 'built', drvPath, outputs, wallTimeMs: performance.now() - started });
+    } catch (error) {
+      if (!signal.aborted || !(error === signal.reason)) emit?.({ type: 'failed', drvPath, error: error as Error });
+      throw error;
+    }
+  }
+}
+
+/** Refuses what Nix's sandbox refuses, and what no Kiln builder can run. */
+export function checkBuildable(drvPath: string, drv: Derivation): void {
+  const reject = (message: string) => new NixBridgeError('DERIVATION_REJECTED', message, { details: { drvPath } });
+  if (drv.builder.startsWith('builtin:'))
+    throw reject(`derivation '${drvPath}' uses the builtin builder ${drv.builder}, which Kiln does not provide`);
+  const attrs = structuredAttrsOf(drv);
+  if (boolAttrOf(drv, attrs, '__noChroot')) {
+    throw reject(`derivation '${drvPath}' has '__noChroot' set, but that's not allowed when 'sandbox' is 'true'`);
+  }
+  const features = stringsAttrOf(drv, attrs, 'requiredSystemFeatures') ?? [];
+  const missing = features.filter((f) => !SUPPORTED_SYSTEM_FEATURES.includes(f));
+  if (missing.length > 0) {
+    throw reject(`derivation '${drvPath}' requires system features {${missing.join(', ')}}, which Kiln's builders do not provide`);
+  }
+}
+
+function buildFailure(drvPath: string, built: DerivationBuildRequest, outcome: Extract<BuildEvent, { type: 'failed' }>): NixBridgeError {
+  let message: string;
+  if (outcome.reason === 'exit-code' && outcome.exitCode !== undefined) {
+    message = `builder for '${drvPath}' failed with exit code ${outcome.exitCode}`;
+  } else if (outcome.reason === 'output-missing') {
+    const missing = [...built.outputPaths].find(([, path]) => outcome.message.includes(path.slice(1)));
+    message = missing
+      ? `builder for '${drvPath}' failed to produce output path for output '${missing[0]}' at '${missing[1]}'`
+      : `builder for '${drvPath}' failed to produce an output: ${outcome.message}`;
+  } else {
+    message = `builder for '${drvPath}' failed (${outcome.reason}): ${outcome.message}`;
+  }
+  return new NixBridgeError('BUILD_FAILED', message, {
+    details: { drvPath, reason: outcome.reason, exitCode: outcome.exitCode, logTail: outcome.logTail },
+  });
+}
