@@ -9,7 +9,9 @@
  *   the path, if any, is where bundles are written.
  * - `grpc+unix:///path.sock`, `grpc+http://host:port`,
  *   `grpc+https://host:port`: a remote Kiln server, with its bearer token
- *   from `?token-file=PATH` or `$KILN_TOKEN`.
+ *   from `?token-file=PATH` or `$KILN_TOKEN`; for TLS, `ca-file=PATH` (CA
+ *   certificates to trust) and `cert-file=PATH&key-file=PATH` (a client
+ *   certificate for mutual TLS).
  *
  * Parameters every local sandbox takes (all optional):
  * `concurrency=N` (default: cores), `timeout=DURATION`,
@@ -26,7 +28,7 @@ import { DummyBuildService } from './dummy.js';
 import { BuildError } from './errors.js';
 import { OciBuildService } from './oci/oci-build-service.js';
 import { findExecutable } from './sandbox/find-executable.js';
-import type { LocalSandboxOptions } from './sandbox/local-sandbox-service.js';
+import { DEFAULT_SANDBOX_DIR, type LocalSandboxOptions } from './sandbox/local-sandbox-service.js';
 
 export interface BuilderDependencies {
   blobService: BlobService;
@@ -123,17 +125,27 @@ export async function buildServiceFromUrl(
     case 'grpc+http:':
     case 'grpc+https:': {
       const { GrpcBuildService, splitBuilderUrl } = await import('./grpc/index.js');
-      const { channelUrl, tokenFile } = splitBuilderUrl(url);
-      let token = env.KILN_TOKEN || undefined;
-      if (tokenFile) {
+      const parts = splitBuilderUrl(url);
+      const read = async (path: string | undefined, what: string) => {
+        if (path === undefined) return undefined;
         try {
-          token = (await readFile(tokenFile, 'utf8')).trim();
+          return await readFile(path, 'utf8');
         } catch (error) {
-          throw invalid(url, `cannot read the token file: ${(error as Error).message}`);
+          throw invalid(url, `cannot read the ${what}: ${(error as Error).message}`);
         }
-      }
+      };
+      const token = (await read(parts.tokenFile, 'token file'))?.trim() ?? (env.KILN_TOKEN || undefined);
+      const ca = await read(parts.caFile, 'CA file');
+      const cert = await read(parts.certFile, 'client certificate');
+      const key = await read(parts.keyFile, 'client key');
       try {
-        return new GrpcBuildService({ ...dependencies, url: channelUrl, ...(token ? { token } : {}) });
+        return new GrpcBuildService({
+          ...dependencies,
+          url: parts.channelUrl,
+          ...(token ? { token } : {}),
+          ...(ca !== undefined ? { ca } : {}),
+          ...(cert !== undefined && key !== undefined ? { clientCert: { cert, key } } : {}),
+        });
       } catch (error) {
         throw invalid(url, (error as Error).message);
       }
@@ -141,6 +153,22 @@ export async function buildServiceFromUrl(
     default:
       throw invalid(url, `unknown scheme ${parsed.protocol}`);
   }
+}
+
+/**
+ * The sandbox directory of a local builder URL (bwrap://, oci://), where its
+ * build directories go; undefined for other builders or an invalid URL.
+ */
+export function sandboxDirOfBuilderUrl(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (parsed.protocol === 'bwrap:') return pathOf(parsed) ?? DEFAULT_SANDBOX_DIR;
+  if (parsed.protocol === 'oci:') return parsed.searchParams.get('sandbox-dir') ?? DEFAULT_SANDBOX_DIR;
+  return undefined;
 }
 
 /**

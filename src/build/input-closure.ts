@@ -4,7 +4,16 @@
  * (`missingInputs`); a client sends a remote builder what it lacks
  * (`uploadInputClosure`), asking first and sending only the missing parts.
  */
-import { B3Digest, type BlobService, type Directory, type DirectoryService, type Node } from '../castore/index.js';
+import {
+  B3Digest,
+  type BlobService,
+  type CopySummary,
+  copyClosure,
+  type Directory,
+  type DirectoryService,
+  isCastoreError,
+  type Node,
+} from '../castore/index.js';
 import type { AbortOptions } from '../common/abort.js';
 import { mapConcurrent } from '../common/async-iterable.js';
 import type { BuildRequest } from './build-request.js';
@@ -74,16 +83,13 @@ export async function missingInputs(request: Pick<BuildRequest, 'inputs'>, store
   return missing;
 }
 
-export interface UploadSummary {
-  blobsSent: number;
-  bytesSent: number;
-  directoriesSent: number;
-}
+export type UploadSummary = CopySummary;
 
 /**
  * Sends `to` what it lacks of the request's input closure, read from
- * `from`: blobs first (each checked with `has`), then each input's
- * directory closure, leaves first, when `to` lacks its root.
+ * `from` (castore's `copyClosure`: blobs first, each checked with `has`,
+ * then each input's directory closure, leaves first, when `to` lacks its
+ * root). `INPUT_MISSING` names what `from` lacks.
  */
 export async function uploadInputClosure(
   request: Pick<BuildRequest, 'inputs'>,
@@ -91,35 +97,19 @@ export async function uploadInputClosure(
   to: Castore,
   options: AbortOptions = {},
 ): Promise<UploadSummary> {
-  const summary: UploadSummary = { blobsSent: 0, bytesSent: 0, directoriesSent: 0 };
-  const roots = request.inputs.map((i) => i.node);
-  const missingRoots: Node[] = [];
-  for (const node of roots) {
-    if (node.type !== 'directory') continue;
-    if (!(await to.directoryService.get(node.digest, options))) missingRoots.push(node);
+  try {
+    return await copyClosure(
+      request.inputs.map((i) => i.node),
+      from,
+      to,
+      options,
+    );
+  } catch (error) {
+    if (!isCastoreError(error, 'NOT_FOUND') || !Array.isArray(error.details.missing)) throw error;
+    const missing = error.details.missing as string[];
+    throw new BuildError('INPUT_MISSING', `the local store lacks part of the input closure: ${missing.join(', ')}`, {
+      cause: error,
+      details: { field: 'inputs', missing },
+    });
   }
-  const closure = await collectClosure([...missingRoots, ...roots.filter((n) => n.type === 'file')], from.directoryService, options);
-  if (closure.missingDirectories.length > 0) {
-    const missing = closure.missingDirectories.map((hex) => B3Digest.fromHex(hex).toString());
-    throw new BuildError('INPUT_MISSING', `the local store lacks input directories ${missing.join(', ')}`, { details: { missing } });
-  }
-  const sends = mapConcurrent(closure.blobs.values(), CONCURRENCY, async ({ digest, size }) => {
-    if (await to.blobService.has(digest, options)) return;
-    const data = await from.blobService.read(digest, options);
-    if (!data)
-      throw new BuildError('INPUT_MISSING', `the local store lacks input blob ${digest}`, { details: { missing: [digest.toString()] } });
-    await to.blobService.put(data, { ...options, expectedDigest: digest });
-    summary.blobsSent++;
-    summary.bytesSent += size;
-  });
-  for await (const _ of sends);
-  // Each missing root's closure, leaves first (getRecursive gives it root first, breadth-first).
-  for (const root of missingRoots) {
-    if (root.type !== 'directory') continue;
-    const closureOfRoot: Directory[] = [];
-    for await (const directory of from.directoryService.getRecursive(root.digest, options)) closureOfRoot.push(directory);
-    await to.directoryService.putMany(closureOfRoot.reverse(), options);
-    summary.directoriesSent += closureOfRoot.length;
-  }
-  return summary;
 }

@@ -8,6 +8,7 @@
 export * from './b3-digest.js';
 export * from './blob-service/blob-service.js';
 export * from './blob-service/memory.js';
+export * from './copy-closure.js';
 export * from './directory.js';
 export * from './directory-service/directory-service.js';
 export * from './directory-service/memory.js';

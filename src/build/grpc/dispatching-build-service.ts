@@ -11,7 +11,7 @@ import type { BuildEvent } from '../build-events.js';
 import type { BuildRequest } from '../build-request.js';
 import type { BuildService } from '../build-service.js';
 import { BuildError, isBuildError } from '../errors.js';
-import type { BuilderInfo, GrpcBuildService } from './grpc-build-service.js';
+import { type BuilderInfo, GrpcBuildService } from './grpc-build-service.js';
 
 /** How long a builder may take to describe itself before it counts as unreachable. */
 const DESCRIBE_TIMEOUT_MS = 3000;
@@ -19,6 +19,8 @@ const DESCRIBE_TIMEOUT_MS = 3000;
 export class DispatchingBuildService implements BuildService {
   readonly name: string;
   readonly #builders: readonly GrpcBuildService[];
+  /** Which builder took each build (by invocation id), to find its outputs. */
+  readonly #placed = new Map<string, GrpcBuildService>();
 
   constructor(builders: readonly GrpcBuildService[]) {
     if (builders.length === 0) throw new BuildError('INVALID_REQUEST', 'no builder to dispatch to');
@@ -33,7 +35,10 @@ export class DispatchingBuildService implements BuildService {
       let accepted = false;
       try {
         for await (const event of builder.build(request, options)) {
-          accepted ||= event.type === 'accepted';
+          if (event.type === 'accepted') {
+            accepted = true;
+            this.#placed.set(event.invocationId, builder);
+          }
           yield event;
         }
         return;
@@ -45,6 +50,13 @@ export class DispatchingBuildService implements BuildService {
       }
     }
     throw new BuildError('BUILDER_UNREACHABLE', `no builder could take the build:\n  ${reasons.join('\n  ')}`);
+  }
+
+  /** The castore of the builder that ran the build `invocationId`, where its outputs are. */
+  async remoteCastore(invocationId: string): ReturnType<GrpcBuildService['remoteCastore']> {
+    const builder = this.#placed.get(invocationId);
+    if (!builder) throw new BuildError('INVALID_REQUEST', `no build with invocation id ${invocationId} was dispatched here`);
+    return builder.remoteCastore();
   }
 
   /** The builders that can take `request`, least loaded first; why the others cannot goes to `reasons`. */
@@ -93,5 +105,18 @@ function misfit(request: BuildRequest, info: BuilderInfo): { kind: 'constraints'
   if (c && c.minMemory > info.memoryBytes)
     return { kind: 'constraints', reason: `has ${info.memoryBytes} bytes of memory, the build needs ${c.minMemory}` };
   if (info.inFlight >= info.maxInFlight) return { kind: 'busy', reason: `is full (${info.inFlight} of ${info.maxInFlight} builds)` };
+  return undefined;
+}
+
+/**
+ * Where the outputs of the build `invocationId` are when `service` is a
+ * remote builder (or several): that server's castore. Undefined for a local
+ * builder, whose outputs are in the local store.
+ */
+export async function remoteCastoreOf(
+  service: BuildService,
+  invocationId: string,
+): Promise<Awaited<ReturnType<GrpcBuildService['remoteCastore']>> | undefined> {
+  if (service instanceof DispatchingBuildService || service instanceof GrpcBuildService) return service.remoteCastore(invocationId);
   return undefined;
 }

@@ -9,7 +9,7 @@
  * last event it saw, for up to `reattachGraceMs`; the server keeps the
  * build running that long. An abort cancels the remote build.
  */
-import { createClient } from '@connectrpc/connect';
+import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import {
   GrpcBlobService,
   type GrpcChannel,
@@ -72,8 +72,8 @@ export class GrpcBuildService implements BuildService {
     this.#channel.catch(() => {}); // reported by the first call
   }
 
-  /** The server's castore, where inputs go and outputs are. */
-  async remoteCastore(): Promise<{ blobService: BlobService; directoryService: DirectoryService }> {
+  /** The server's castore, where inputs go and outputs are (the same whatever the build). */
+  async remoteCastore(_invocationId?: string): Promise<{ blobService: BlobService; directoryService: DirectoryService }> {
     const channel = await this.#channel;
     this.#remote ??= {
       blobService: new GrpcBlobService(channel, { keepChannelOpen: true }),
@@ -140,9 +140,23 @@ export class GrpcBuildService implements BuildService {
           throw signal.reason;
         }
         const mapped = fail(error);
-        const reattachable = invocationId !== undefined && mapped instanceof BuildError && mapped.code === 'BUILDER_UNREACHABLE';
+        if (invocationId === undefined || !(mapped instanceof BuildError)) throw mapped;
+        if (lostAt !== undefined && ConnectError.from(error).code === Code.NotFound)
+          throw new BuildError(
+            'BUILDER_FAILED',
+            `builder ${url}: the build was lost with the connection: the server no longer knows it (restarted?)`,
+            {
+              cause: error,
+            },
+          );
+        if (mapped.code !== 'BUILDER_UNREACHABLE') throw mapped;
         lostAt ??= performance.now();
-        if (!reattachable || performance.now() - lostAt > grace) throw mapped;
+        if (performance.now() - lostAt > grace)
+          throw new BuildError(
+            'BUILDER_UNREACHABLE',
+            `builder ${url}: lost the connection during the build and could not attach to it again within ${Math.round(grace / 1000)} s`,
+            { cause: mapped.cause },
+          );
         await new Promise((resolve) => setTimeout(resolve, REATTACH_PAUSE_MS));
         stream = client.attach({ invocationId, fromSequence: BigInt(next) }, { signal });
       }
@@ -156,14 +170,42 @@ export class GrpcBuildService implements BuildService {
   }
 }
 
+/** A builder URL split into the channel URL and Kiln's own parameters (paths of files to read). */
+export interface BuilderUrlParts {
+  channelUrl: string;
+  /** `token-file=PATH`: the bearer token (else `$KILN_TOKEN`). */
+  tokenFile?: string;
+  /** `ca-file=PATH`: PEM certificates to trust instead of the bundled roots (`grpc+https`). */
+  caFile?: string;
+  /** `cert-file=PATH` and `key-file=PATH`: a client certificate for mutual TLS (`grpc+https`). */
+  certFile?: string;
+  keyFile?: string;
+}
+
+const FILE_PARAMS = { 'token-file': 'tokenFile', 'ca-file': 'caFile', 'cert-file': 'certFile', 'key-file': 'keyFile' } as const;
+
 /**
- * A builder URL's own parameters: `token-file=PATH` (else `$KILN_TOKEN`)
- * is Kiln's; the rest is the channel URL.
+ * A builder URL's own parameters: `token-file=PATH` (else `$KILN_TOKEN`),
+ * `ca-file=PATH`, `cert-file=PATH` and `key-file=PATH` are Kiln's; the
+ * rest is the channel URL. A client certificate needs both of its files.
  */
-export function splitBuilderUrl(url: string): { channelUrl: string; tokenFile?: string } {
+export function splitBuilderUrl(url: string): BuilderUrlParts {
   const parsed = new URL(url);
-  const tokenFile = parsed.searchParams.get('token-file') ?? undefined;
-  parsed.searchParams.delete('token-file');
-  const channelUrl = parsed.search === '' ? (url.split('?')[0] as string) : `${url.split('?')[0]}${parsed.search}`;
-  return { channelUrl, ...(tokenFile ? { tokenFile } : {}) };
+  const parts: BuilderUrlParts = { channelUrl: '' };
+  for (const [param, field] of Object.entries(FILE_PARAMS)) {
+    const value = parsed.searchParams.get(param);
+    if (value) parts[field] = value;
+    parsed.searchParams.delete(param);
+  }
+  if ((parts.certFile === undefined) !== (parts.keyFile === undefined))
+    throw new BuildError('INVALID_REQUEST', `invalid builder URL ${url}: cert-file and key-file go together`, {
+      details: { field: 'builder' },
+    });
+  if ((parts.caFile || parts.certFile) && parsed.protocol !== 'grpc+https:')
+    throw new BuildError('INVALID_REQUEST', `invalid builder URL ${url}: ca-file, cert-file and key-file need grpc+https`, {
+      details: { field: 'builder' },
+    });
+  const base = url.split('?')[0] as string;
+  parts.channelUrl = parsed.search === '' ? base : `${base}${parsed.search}`;
+  return parts;
 }

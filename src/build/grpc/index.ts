@@ -5,11 +5,13 @@
  * Pulls in node:http2 and connect; from-url.ts loads it only for `grpc+…`.
  */
 
+export { type AbandonedBuildsSwept, sweepAbandonedBuildDirs, sweepAbandonedBuilds } from './abandoned-builds.js';
 export { bearerTokenCheck, type KilnServer, type KilnServerOptions, startKilnServer } from './build-grpc-server.js';
 export { type BuildRoutes, type BuildServerOptions, createBuildRoutes, REATTACH_GRACE_HEADER } from './build-server.js';
-export { DispatchingBuildService } from './dispatching-build-service.js';
+export { DispatchingBuildService, remoteCastoreOf } from './dispatching-build-service.js';
 export {
   type BuilderInfo,
+  type BuilderUrlParts,
   DEFAULT_REATTACH_GRACE_MS,
   GrpcBuildService,
   type GrpcBuildServiceOptions,

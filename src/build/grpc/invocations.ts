@@ -98,7 +98,7 @@ export class Invocations {
    * with its error when it refuses the request outright).
    */
   async start(request: BuildRequest, options: { reattachGraceMs?: number } = {}): Promise<Invocation> {
-    if (this.#draining) throw new BuildError('BUILDER_BUSY', 'the server is shutting down');
+    if (this.#draining) throw new BuildError('BUILDER_UNREACHABLE', 'the server is shutting down');
     const max = this.#options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
     if (this.#inFlight >= max) throw new BuildError('BUILDER_BUSY', `the server already has ${max} builds running or queued`);
     this.#inFlight++;

@@ -4,6 +4,7 @@
  * client restores it; other peers see a fitting standard status.
  */
 import { Code, ConnectError } from '@connectrpc/connect';
+import { isCastoreError } from '../../castore/index.js';
 import { isAbortReason } from '../../common/coded-error.js';
 import { BuildError, type BuildErrorCode } from '../errors.js';
 
@@ -32,20 +33,36 @@ export function buildErrorToConnectError(error: unknown, signal?: AbortSignal): 
   return new ConnectError(error instanceof Error ? error.message : String(error), Code.Internal, undefined, undefined, error);
 }
 
-/** What a client raises for a failed call; the caller's own abort comes back untouched. */
+/** The build error code for a failed call's gRPC status. */
+function codeFor(grpcCode: Code): BuildErrorCode {
+  if (grpcCode === Code.Unauthenticated || grpcCode === Code.PermissionDenied) return 'UNAUTHENTICATED';
+  if (grpcCode === Code.InvalidArgument) return 'INVALID_REQUEST';
+  if (grpcCode === Code.FailedPrecondition) return 'CONSTRAINTS_UNMET';
+  if (grpcCode === Code.ResourceExhausted) return 'BUILDER_BUSY';
+  if (grpcCode === Code.Unavailable || grpcCode === Code.Unknown || grpcCode === Code.Canceled) return 'BUILDER_UNREACHABLE';
+  return 'BUILDER_FAILED';
+}
+
+/**
+ * What a client raises for a failed call (a build call, or a castore call
+ * made for a build: uploading its inputs); the caller's own abort comes
+ * back untouched. The message names the builder.
+ */
 export function connectErrorToBuildError(error: unknown, url: string, signal?: AbortSignal): unknown {
   if (signal?.aborted) return signal.reason;
   if (error instanceof BuildError) return error;
+  if (isCastoreError(error)) {
+    const grpcCode = error.details.grpcCode;
+    const code =
+      typeof grpcCode === 'string' && grpcCode in Code
+        ? codeFor(Code[grpcCode as keyof typeof Code])
+        : error.code === 'BACKEND_FAILURE'
+          ? 'BUILDER_UNREACHABLE'
+          : 'BUILDER_FAILED';
+    return new BuildError(code, `builder ${url}: ${error.message}`, { cause: error, details: { ...error.details } });
+  }
   const connect = ConnectError.from(error);
   const named = connect.metadata.get(BUILD_ERROR_CODE_TRAILER);
-  let code: BuildErrorCode;
-  if (named !== null && named in GRPC_CODES) code = named as BuildErrorCode;
-  else if (connect.code === Code.Unauthenticated) code = 'UNAUTHENTICATED';
-  else if (connect.code === Code.InvalidArgument) code = 'INVALID_REQUEST';
-  else if (connect.code === Code.FailedPrecondition) code = 'CONSTRAINTS_UNMET';
-  else if (connect.code === Code.ResourceExhausted) code = 'BUILDER_BUSY';
-  else if (connect.code === Code.Unavailable || connect.code === Code.Unknown || connect.code === Code.Canceled)
-    code = 'BUILDER_UNREACHABLE';
-  else code = 'BUILDER_FAILED';
+  const code = named !== null && named in GRPC_CODES ? (named as BuildErrorCode) : codeFor(connect.code);
   return new BuildError(code, `builder ${url}: ${connect.rawMessage}`, { cause: error, details: { grpcCode: Code[connect.code] } });
 }
