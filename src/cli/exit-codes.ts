@@ -33,7 +33,9 @@ export function errorLine(error: unknown): string {
   let current: unknown = error;
   for (let depth = 0; current !== undefined && depth < 4; depth++) {
     const message = current instanceof Error ? current.message : String(current);
-    if (!parts.some((p) => p.includes(message))) parts.push(message);
+    // A gRPC error's message repeats its cause's with the status in front: `[unavailable] …`.
+    const core = message.replace(/^\[[a-z_]+\] /, '');
+    if (!parts.some((p) => p.includes(core))) parts.push(message);
     current = current instanceof Error ? current.cause : undefined;
   }
   const field = error instanceof CodedError ? error.details.field : undefined;

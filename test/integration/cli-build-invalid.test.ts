@@ -122,8 +122,8 @@ describe('kiln build rejects invalid requests with exit 2, naming the field, run
       const request = typeof change === 'string' ? change : shellRequest('echo ran > $out; echo RAN', change);
       const path = await writeRequest(work, request);
       const home = await fs.mkdtemp(join(work, 'home-'));
-      const args = ['build', path, '--builder', `bwrap://${sandbox}`, ...extraArgs];
-      // A --builder in the case replaces the default one (parseArgs keeps the last).
+      // A --builder in the case replaces the default one.
+      const args = ['build', path, ...(extraArgs.includes('--builder') ? [] : ['--builder', `bwrap://${sandbox}`]), ...extraArgs];
       const result = await runKiln(args, { KILN_HOME: home });
       assert.equal(result.status, 2, result.stderr);
       assert.ok(result.stderr.includes(field), `stderr names ${field}: ${result.stderr}`);

@@ -6,14 +6,15 @@ import {
   type BuildInput,
   type BuildRequest,
   type BuildResponse,
+  type BuildService,
   buildRequestFromJson,
   buildResponseToJson,
-  buildServiceFromUrl,
+  buildServiceFromUrls,
   DEFAULT_SANDBOX_DIR,
   defaultBuilderUrl,
   validateBuildRequest,
 } from '../../build/index.js';
-import { type Castore, importPath, materialize, parsePathComponent } from '../../castore/index.js';
+import { type Castore, type CastoreServices, copyClosure, importPath, materialize, parsePathComponent } from '../../castore/index.js';
 import { compareBytes } from '../../common/encoding.js';
 import { BuildStatus, formatBytes, formatSeconds } from '../build-status.js';
 import { type Command, type CommandIo, expectPositionals, STORE_HELP, STORE_OPTION, stringOption, UsageError } from '../command.js';
@@ -45,12 +46,28 @@ export function builderUrlWithLimits(base: string, limits: Partial<Record<(typeo
   return url.href;
 }
 
+/**
+ * The builder URLs with the limit options applied: to a single local
+ * builder only (a remote builder's limits are set where it is served).
+ */
+export function builderUrlsWithLimits(urls: readonly string[], limits: Partial<Record<(typeof LIMIT_OPTIONS)[number], string>>): string[] {
+  const given = LIMIT_OPTIONS.filter((name) => limits[name] !== undefined);
+  if (given.length === 0) return [...urls];
+  const remote = urls.find((url) => url.startsWith('grpc+'));
+  if (remote)
+    throw new UsageError(
+      `--${given[0]} applies to local builders only; a remote builder's limits are set where it is served (kiln serve --builder 'bwrap://?${given[0]}=…'), not by ${remote}`,
+    );
+  if (urls.length > 1) throw new UsageError('several --builder URLs are remote builders only');
+  return [builderUrlWithLimits(urls[0] as string, limits)];
+}
+
 export const build: Command = {
   path: ['build'],
   summary: 'run a BuildRequest (snix.build.v1 proto3 JSON) in a sandbox',
-  help: `usage: kiln build REQUEST.json [--builder URL] [--store URL] [--input NAME=PATH]...
+  help: `usage: kiln build REQUEST.json [--builder URL]... [--store URL] [--input NAME=PATH]...
                   [--timeout DURATION] [--silence-timeout DURATION] [--memory SIZE]
-                  [--concurrency N] [--json] [--export DIR]
+                  [--concurrency N] [--json] [--export DIR] [--fetch]
 
 Runs the build REQUEST.json describes (the proto3 JSON of snix.build.v1.BuildRequest)
 and stores its outputs in the castore. stderr shows the build id (the request
@@ -69,6 +86,10 @@ options:
                        bwrap://[/SANDBOX_DIR]           bubblewrap, as unprivileged build users
                        oci://[/BUNDLE_ROOT]?runtime=R   an OCI runtime, R = runc (default) or crun
                        dummy://                         fails every build (for wiring tests)
+                       grpc+unix:///path.sock, grpc+http://HOST:PORT, grpc+https://HOST:PORT
+                                                        a remote Kiln server (kiln serve): inputs it
+                                                        lacks are uploaded from the store, its logs
+                                                        are shown live, outputs stay in its castore
                      URL parameters (bwrap and oci):
                        concurrency=N         builds at once (default: number of cores)
                        timeout=DURATION      wall-clock limit (e.g. 500ms, 90s, 2m, 1h; default none)
@@ -77,18 +98,29 @@ options:
                                              default none)
                        pids=N                process limit (default 1024)
                        sandbox-dir=PATH      oci only: build dirs and the inputs cache
+                     URL parameters (grpc+…):
+                       token-file=FILE       the bearer token (default: $KILN_TOKEN)
+                       ca-file=FILE          CA certificates to trust (grpc+https; default: the
+                                             system's roots)
+                       cert-file=FILE&key-file=FILE  a client certificate (mutual TLS)
                      SANDBOX_DIR defaults to ${DEFAULT_SANDBOX_DIR}; build users must be able to
                      traverse its parents (not under a 0700 dir such as /root).
+                     Repeat --builder to give several remote builders: each build goes to the
+                     least loaded one that meets its constraints, the next when one is
+                     unreachable or full before the build starts.
   --timeout DURATION, --silence-timeout DURATION, --memory SIZE, --concurrency N
                      the same as the URL parameters (appended to the builder URL;
-                     giving one both ways is a usage error)
+                     giving one both ways is a usage error; local builders only)
 ${STORE_HELP}
   --input NAME=PATH  import PATH and add it as input NAME (repeatable; kept sorted)
   --json             print the BuildResponse as proto3 JSON on stdout
-  --export DIR       also write each output to DIR/<basename of its path>`,
+  --export DIR       also write each output to DIR/<basename of its path> (from the
+                     remote builder's castore for a remote build)
+  --fetch            copy the outputs (their whole closure) of a remote build into the store`,
   options: {
     ...STORE_OPTION,
-    builder: { type: 'string' },
+    builder: { type: 'string', multiple: true },
+    fetch: { type: 'boolean' },
     input: { type: 'string', multiple: true },
     json: { type: 'boolean' },
     export: { type: 'string' },
@@ -96,8 +128,8 @@ ${STORE_HELP}
   },
   async run(args, io) {
     const [requestPath] = expectPositionals(this, args, ['REQUEST.json']) as [string];
-    const builderUrl = builderUrlWithLimits(
-      stringOption(args, 'builder') ?? defaultBuilderUrl(),
+    const builderUrls = builderUrlsWithLimits(
+      (args.values.builder as string[] | undefined) ?? [defaultBuilderUrl()],
       Object.fromEntries(
         LIMIT_OPTIONS.flatMap((name) => (stringOption(args, name) === undefined ? [] : [[name, stringOption(args, name)]])),
       ),
@@ -115,7 +147,7 @@ ${STORE_HELP}
     }
     const parsed = buildRequestFromJson(text);
     return withStore(args, io.env, async (store) => {
-      const builder = await buildServiceFromUrl(builderUrl, store);
+      const builder = await buildServiceFromUrls(builderUrls, store, io.env);
       try {
         const extraInputs: BuildInput[] = [];
         for (const { name, path } of inputSpecs) {
@@ -133,10 +165,13 @@ ${STORE_HELP}
         });
         const status = new BuildStatus(io.stderr);
         let outcome: Extract<BuildEvent, { type: 'finished' | 'failed' }> | undefined;
+        let invocationId = '';
         try {
           for await (const event of builder.build(request, { signal: io.signal })) {
-            if (event.type === 'accepted') status.accepted(event.buildId, event.backend);
-            else if (event.type === 'started') status.started();
+            if (event.type === 'accepted') {
+              invocationId = event.invocationId;
+              status.accepted(event.buildId, event.backend);
+            } else if (event.type === 'started') status.started();
             else if (event.type === 'log') status.log(event.data);
             else if (event.type === 'resources') status.resources(event.cpuTimeMs, event.peakMemoryBytes);
             else if (event.type === 'output-ingested') status.ingesting();
@@ -157,7 +192,9 @@ ${STORE_HELP}
         } finally {
           status.close();
         }
-        await writeResult(request, outcome.response, store, args.values.json === true, stringOption(args, 'export'), io);
+        const remote = builderUrls.some((url) => url.startsWith('grpc+'));
+        const outputs = await outputsStore(builder, remote, invocationId, outcome.response, store, args.values.fetch === true, io);
+        await writeResult(request, outcome.response, outputs, args.values.json === true, stringOption(args, 'export'), io);
         return EXIT_OK;
       } finally {
         await builder.close();
@@ -166,10 +203,44 @@ ${STORE_HELP}
   },
 };
 
+/**
+ * Where the outputs are to be read from: the store for a local build; for a
+ * remote one, the server's castore, or the store once `fetch` has copied
+ * their closures into it.
+ */
+async function outputsStore(
+  builder: BuildService,
+  remoteBuilder: boolean,
+  invocationId: string,
+  response: BuildResponse,
+  store: Castore,
+  fetch: boolean,
+  io: CommandIo,
+): Promise<CastoreServices> {
+  if (!remoteBuilder) {
+    if (fetch) io.stderr.write('kiln: --fetch: the outputs of a local build are in the store already\n');
+    return store;
+  }
+  const { remoteCastoreOf } = await import('../../build/grpc/index.js');
+  const remote = await remoteCastoreOf(builder, invocationId);
+  if (!remote) return store;
+  if (!fetch) return remote;
+  const copied = await copyClosure(
+    response.outputs.map((o) => o.node),
+    remote,
+    store,
+    { signal: io.signal },
+  );
+  io.stderr.write(
+    `kiln: fetched the outputs into ${store.url}: ${copied.blobsSent} blob(s) (${formatBytes(copied.bytesSent)}), ${copied.directoriesSent} director${copied.directoriesSent === 1 ? 'y' : 'ies'}\n`,
+  );
+  return store;
+}
+
 async function writeResult(
   request: BuildRequest,
   response: BuildResponse,
-  store: Castore,
+  store: CastoreServices,
   json: boolean,
   exportDir: string | undefined,
   io: CommandIo,
