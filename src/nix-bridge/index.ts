@@ -19,6 +19,7 @@ export * from './derivation-to-build-request.js';
 export * from './errors.js';
 export * from './lmdb-path-info-service.js';
 export * from './local-nix-store.js';
+export * from './nar-to-castore.js';
 export * from './nix-builder.js';
 export * from './outputs-to-path-infos.js';
 export * from './path-info.js';
