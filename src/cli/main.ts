@@ -9,10 +9,32 @@ import { castoreExport } from './commands/castore-export.js';
 import { castoreImport } from './commands/castore-import.js';
 import { castoreLs } from './commands/castore-ls.js';
 import { castoreVerify } from './commands/castore-verify.js';
+import { keyGenerate } from './commands/key-generate.js';
+import { nixBuild } from './commands/nix-build.js';
+import { nixExport } from './commands/nix-export.js';
+import { nixPathInfo } from './commands/nix-path-info.js';
+import { nixShow } from './commands/nix-show.js';
+import { provenanceList, provenanceShow } from './commands/provenance-list.js';
+import { provenanceVerify } from './commands/provenance-verify.js';
 import { serve } from './commands/serve.js';
 import { EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, errorLine, exitStatusFor } from './exit-codes.js';
 
-const COMMANDS: readonly Command[] = [build, castoreImport, castoreExport, castoreLs, castoreVerify, serve];
+const COMMANDS: readonly Command[] = [
+  build,
+  castoreImport,
+  castoreExport,
+  castoreLs,
+  castoreVerify,
+  serve,
+  nixBuild,
+  nixShow,
+  nixExport,
+  nixPathInfo,
+  keyGenerate,
+  provenanceVerify,
+  provenanceList,
+  provenanceShow,
+];
 
 function overview(prefix: readonly string[] = []): string {
   const lines = COMMANDS.filter((c) => prefix.every((w, i) => c.path[i] === w)).map(

@@ -189,6 +189,8 @@ export function slsaProvenanceStatement(
 export interface ProvenanceOptions extends SubjectOptions {
   /** Replaces the BuildRequest as the build's definition (the Nix front end's hook). */
   readonly definition?: BuildDefinition;
+  /** Where the outputs are, when not in `castore` (a remote builder's castore); inputs are read from `castore`. */
+  readonly outputStore?: CastoreReader;
 }
 
 /** The SLSA provenance of a finished build: hashes its outputs and inputs (NAR) from the castore. */
@@ -199,7 +201,7 @@ export async function buildProvenance(
   castore: CastoreReader,
   options: ProvenanceOptions = {},
 ): Promise<Statement<SlsaProvenance>> {
-  const subjects = await outputSubjects(request, response, castore, options);
+  const subjects = await outputSubjects(request, response, options.outputStore ?? castore, options);
   const dependencies = await inputDependencies(request, castore, options);
   return slsaProvenanceStatement(options.definition ?? kilnBuildDefinition(request), run, subjects, dependencies);
 }
@@ -227,4 +229,41 @@ export function reproducedStatement(
       runs: runs.map((run) => ({ ...runDetails(run), backend: run.backend })),
     },
   };
+}
+
+/** What a person wants to see of a statement Kiln issued (read defensively: the statement may be anyone's). */
+export interface StatementSummary {
+  readonly kind: 'provenance' | 'reproduced' | 'other';
+  readonly buildType?: string;
+  /** One per run (two or more for a reproduced statement). */
+  readonly runs: readonly { builderId?: string; backend?: string; invocationId?: string; finishedOn?: string }[];
+}
+
+export function summarizeStatement(statement: Pick<Statement<unknown>, 'predicateType' | 'predicate'>): StatementSummary {
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  const runOf = (details: unknown, backend?: unknown) => {
+    const d = (details ?? {}) as { builder?: { id?: unknown }; metadata?: { invocationId?: unknown; finishedOn?: unknown } };
+    const run: { builderId?: string; backend?: string; invocationId?: string; finishedOn?: string } = {};
+    if (str(d.builder?.id)) run.builderId = str(d.builder?.id);
+    if (str(backend)) run.backend = str(backend);
+    if (str(d.metadata?.invocationId)) run.invocationId = str(d.metadata?.invocationId);
+    if (str(d.metadata?.finishedOn)) run.finishedOn = str(d.metadata?.finishedOn);
+    return run;
+  };
+  if (statement.predicateType === SLSA_PROVENANCE_V1) {
+    const p = statement.predicate as Partial<SlsaProvenance>;
+    const internal = p.buildDefinition?.internalParameters as { backend?: unknown } | undefined;
+    const buildType = str(p.buildDefinition?.buildType);
+    return { kind: 'provenance', ...(buildType ? { buildType } : {}), runs: [runOf(p.runDetails, internal?.backend)] };
+  }
+  if (statement.predicateType === KILN_REPRODUCED_PREDICATE) {
+    const p = statement.predicate as Partial<ReproducedPredicate>;
+    const buildType = str(p.buildType);
+    return {
+      kind: 'reproduced',
+      ...(buildType ? { buildType } : {}),
+      runs: Array.isArray(p.runs) ? p.runs.map((r) => runOf(r, (r as { backend?: unknown }).backend)) : [],
+    };
+  }
+  return { kind: 'other', runs: [] };
 }

@@ -16,9 +16,10 @@ import {
 } from '../../build/index.js';
 import { type Castore, type CastoreServices, copyClosure, importPath, materialize, parsePathComponent } from '../../castore/index.js';
 import { compareBytes } from '../../common/encoding.js';
+import { ATTESTATION_HELP, ATTESTATION_OPTIONS, BuildAttestation } from '../build-provenance.js';
 import { BuildStatus, formatBytes, formatSeconds } from '../build-status.js';
 import { type Command, type CommandIo, expectPositionals, STORE_HELP, STORE_OPTION, stringOption, UsageError } from '../command.js';
-import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK } from '../exit-codes.js';
+import { EXIT_FAILURE, EXIT_INTERRUPTED } from '../exit-codes.js';
 import { formatNode } from '../format.js';
 import { withStore } from '../store.js';
 
@@ -116,7 +117,9 @@ ${STORE_HELP}
   --json             print the BuildResponse as proto3 JSON on stdout
   --export DIR       also write each output to DIR/<basename of its path> (from the
                      remote builder's castore for a remote build)
-  --fetch            copy the outputs (their whole closure) of a remote build into the store`,
+  --fetch            copy the outputs (their whole closure) of a remote build into the store
+
+${ATTESTATION_HELP}`,
   options: {
     ...STORE_OPTION,
     builder: { type: 'string', multiple: true },
@@ -125,6 +128,7 @@ ${STORE_HELP}
     json: { type: 'boolean' },
     export: { type: 'string' },
     ...Object.fromEntries(LIMIT_OPTIONS.map((name) => [name, { type: 'string' } as const])),
+    ...ATTESTATION_OPTIONS,
   },
   async run(args, io) {
     const [requestPath] = expectPositionals(this, args, ['REQUEST.json']) as [string];
@@ -163,11 +167,17 @@ ${STORE_HELP}
           ...parsed,
           inputs: [...parsed.inputs, ...extraInputs].sort((a, b) => compareBytes(a.name, b.name)),
         });
+        const attestation = await BuildAttestation.open(args, io, store, builderUrls);
+        const cached = await attestation.lookup(request);
+        if (cached) {
+          await writeResult(request, cached.response, store, args.values.json === true, stringOption(args, 'export'), io);
+          return attestation.finish(request, cached);
+        }
         const status = new BuildStatus(io.stderr);
         let outcome: Extract<BuildEvent, { type: 'finished' | 'failed' }> | undefined;
         let invocationId = '';
         try {
-          for await (const event of builder.build(request, { signal: io.signal })) {
+          for await (const event of attestation.watch(builder.build(request, { signal: io.signal }))) {
             if (event.type === 'accepted') {
               invocationId = event.invocationId;
               status.accepted(event.buildId, event.backend);
@@ -195,7 +205,7 @@ ${STORE_HELP}
         const remote = builderUrls.some((url) => url.startsWith('grpc+'));
         const outputs = await outputsStore(builder, remote, invocationId, outcome.response, store, args.values.fetch === true, io);
         await writeResult(request, outcome.response, outputs, args.values.json === true, stringOption(args, 'export'), io);
-        return EXIT_OK;
+        return attestation.finish(request, outcome, outputs);
       } finally {
         await builder.close();
       }
