@@ -254,9 +254,15 @@ describe('NixBuilder (with a fake builder)', () => {
     const { nix } = builderWith(echo({ out: () => 'x' }));
 
     await writeFile(file, bytes.subarray(0, bytes.length - 10));
-    await assert.rejects(builderWith(echo({ out: () => 'x' })).nix.realise(drvPath), (e) => isNixFormatError(e, 'INVALID_DERIVATION'));
+    await assert.rejects(builderWith(echo({ out: () => 'x' })).nix.realise(drvPath), (e: Error) => {
+      assert.ok(isNixBridgeError(e, 'INVALID_DERIVATION') && isNixFormatError(e.cause, 'INVALID_DERIVATION'));
+      assert.equal(e.message, `cannot read derivation ${drvPath}`);
+      return true;
+    });
     await writeFile(file, Buffer.from(bytes.toString().replace('Derive(', 'Derive[')));
-    await assert.rejects(builderWith(echo({ out: () => 'x' })).nix.realise(drvPath), (e) => isNixFormatError(e, 'INVALID_DERIVATION'));
+    await assert.rejects(builderWith(echo({ out: () => 'x' })).nix.realise(drvPath), (e: Error) =>
+      isNixFormatError(e.cause, 'INVALID_DERIVATION'),
+    );
     await writeFile(file, Buffer.from(bytes.toString().replace('"x86_64-linux"', '"aarch64-linux"')));
     await assert.rejects(builderWith(echo({ out: () => 'x' })).nix.realise(drvPath), {
       code: 'INVALID_DERIVATION',

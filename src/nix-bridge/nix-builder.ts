@@ -85,7 +85,12 @@ export class NixBuilder {
     if (!pending) {
       pending = (async () => {
         const bytes = await this.#options.nixStore.readDerivationFile(drvPath);
-        const drv = parseDerivation(bytes, { storeDir: this.#storeDir });
+        let drv: Derivation;
+        try {
+          drv = parseDerivation(bytes, { storeDir: this.#storeDir });
+        } catch (error) {
+          throw new NixBridgeError('INVALID_DERIVATION', `cannot read derivation ${drvPath}`, { cause: error, details: { path: drvPath } });
+        }
         const name = derivationNameFromPath(drvPath, { storeDir: this.#storeDir });
         const actual = derivationPath(drv, name, { storeDir: this.#storeDir }).toAbsolute(this.#storeDir);
         if (actual !== drvPath) {
