@@ -65,7 +65,6 @@ export function bwrapArgs(request: BuildRequest, layout: SandboxLayout): BwrapIn
   for (const path of request.constraints?.availableRoPaths ?? []) args.push('--ro-bind', path, path);
   for (const file of layout.extraFiles) args.push('--ro-bind', file.hostPath, file.sandboxPath);
   if (request.constraints?.provideBinSh && layout.shell) args.push('--ro-bind', layout.shell, '/bin/sh');
-  if (network) for (const file of ['/etc/resolv.conf', '/etc/services']) args.push('--ro-bind-try', file, file);
   for (const { key, value } of sandboxEnvironment(request)) args.push('--setenv', key, value);
   args.push('--remount-ro', '/', '--chdir', `/${request.workingDir}`);
   return { options: args, command: ['--', ...request.commandArgs] };

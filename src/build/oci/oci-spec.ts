@@ -96,7 +96,6 @@ export function ociMounts(request: BuildRequest, layout: SandboxLayout): OciMoun
   for (const path of request.constraints?.availableRoPaths ?? []) mounts.push(bind(path, path, 'ro'));
   for (const file of layout.extraFiles) mounts.push(bind(file.hostPath, file.sandboxPath, 'ro'));
   if (request.constraints?.provideBinSh && layout.shell) mounts.push(bind(layout.shell, '/bin/sh', 'ro'));
-  if (request.constraints?.networkAccess) for (const file of ['/etc/resolv.conf', '/etc/services']) mounts.push(bind(file, file, 'ro'));
   return mounts;
 }
 

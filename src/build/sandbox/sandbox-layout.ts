@@ -25,6 +25,9 @@ export interface SandboxLayout {
   readonly shell?: string;
 }
 
+/** Host /etc files a build with network access gets. */
+export const NETWORK_ETC_FILES = ['resolv.conf', 'services'];
+
 /** The default static shell, when the host has one. */
 export const DEFAULT_SHELL = '/bin/busybox';
 
@@ -39,6 +42,9 @@ export async function prepareSandboxLayout(
   await fs.mkdir(etcDir, { mode: 0o755 });
   for (const [name, content] of Object.entries(etcFiles(`/${request.workingDir}`)))
     await fs.writeFile(join(etcDir, name), content, { mode: 0o444 });
+  // With the host's network, the host's name resolution too (as Nix gives fixed-output derivations).
+  if (request.constraints?.networkAccess)
+    for (const name of NETWORK_ETC_FILES) if (existsSync(`/etc/${name}`)) await fs.copyFile(`/etc/${name}`, join(etcDir, name));
   const scratchDirs: string[] = [];
   for (const [i] of request.scratchPaths.entries()) {
     const dir = join(buildDir, 'scratch', String(i));

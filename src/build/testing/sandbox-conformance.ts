@@ -361,6 +361,13 @@ export function sandboxConformance(name: string, options: SandboxConformanceOpti
         assert.equal(connections, 0);
       });
 
+      it('with network_access, shares the host network and reaches its loopback', async () => {
+        const before = connections;
+        const { log } = await succeeds(`$BB nc 127.0.0.1 ${port} </dev/null; echo done > $out`, {}, { networkAccess: true });
+        assert.equal(log, 'host secret\n');
+        assert.equal(connections, before + 1);
+      });
+
       it('cannot see host files or host processes', async () => {
         const { log } = await succeeds(
           `[ -e ${sentinel} ] && echo sees-host-file; [ -e /root ] && echo sees-root; [ -e /etc/shadow ] && echo sees-shadow; ` +
