@@ -374,7 +374,7 @@ export class BuildAttestation {
       });
       const count = comparison.differences.length;
       io.stderr.write(
-        `error: not reproducible: ${count}${comparison.truncated ? '+' : ''} path${count === 1 ? '' : 's'} differ between ${labels[0]} and ${labels[1]}:\n${formatComparison(comparison, labels)}\n`,
+        `error: not reproducible: ${count}${comparison.truncated ? '+' : ''} path${count === 1 ? ' differs' : 's differ'} between ${labels[0]} and ${labels[1]}:\n${formatComparison(comparison, labels)}\n`,
       );
       return EXIT_FAILURE;
     }
