@@ -146,7 +146,11 @@ Journals of build events go under $KILN_HOME/journals.`,
         io.signal.addEventListener('abort', () => resolve(), { once: true });
       });
       const running = server.builds?.invocations.inFlight ?? 0;
-      if (running > 0) io.stderr.write(`kiln: shutting down: letting ${running} running build(s) finish for up to ${drainMs} ms\n`);
+      io.stderr.write(
+        running > 0
+          ? `kiln: shutting down: letting ${running} running build(s) finish for up to ${drainMs < 1000 ? `${drainMs} ms` : `${drainMs / 1000} s`}\n`
+          : 'kiln: shutting down\n',
+      );
       await server.shutdown(drainMs);
       if (builder) await rm(journalDir, { recursive: true, force: true });
       return EXIT_OK;
