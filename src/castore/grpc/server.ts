@@ -113,14 +113,19 @@ export async function startCastoreServer(options: CastoreServerOptions): Promise
   const fastBlob = options.fastBlobPath === false ? undefined : createFastBlobHandler(options.blobService, options);
   const handler = (request: http2.Http2ServerRequest, response: http2.Http2ServerResponse) => {
     if (options.authorize && !options.authorize(request.headers.authorization)) {
-      // A trailers-only gRPC response: the status travels in the headers.
+      // A trailers-only gRPC response: one HEADERS frame carrying the status and
+      // ending the stream (writeHead + end would send headers, then an empty DATA
+      // frame without trailers, which gRPC C-core reports as UNKNOWN).
       request.resume();
-      response.writeHead(200, {
-        'content-type': 'application/grpc',
-        'grpc-status': '16',
-        'grpc-message': 'missing or invalid bearer token',
-      });
-      response.end();
+      response.stream.respond(
+        {
+          ':status': 200,
+          'content-type': 'application/grpc',
+          'grpc-status': '16',
+          'grpc-message': 'missing or invalid bearer token',
+        },
+        { endStream: true },
+      );
       return;
     }
     if (!fastBlob?.(request)) connectHandler(request, response);
