@@ -1,13 +1,26 @@
 /**
  * Castore → NAR: a castore node as the abstract tree the NAR writer walks,
  * so a store path's NAR streams straight from the castore (directories
- * fetched as the writer reaches them, file contents read chunk by chunk,
- * never a whole file or tree in memory). `narOfNode` hashes that stream
+ * fetched as the writer reaches them, large files read chunk by chunk,
+ * small ones whole and a few ahead; never a whole tree in memory). `narOfNode` hashes that stream
  * and scans it for reference needles the way Nix does: over the NAR bytes,
  * so names count as well as contents and symlink targets.
  */
-import { type BlobService, CastoreError, type DirectoryService, type Node, ReferenceScanner } from '../castore/index.js';
+import { open, readFile } from 'node:fs/promises';
+import {
+  B3Digest,
+  type BlobService,
+  CastoreError,
+  type DirectoryEntry,
+  type DirectoryService,
+  type FileNode,
+  hasLocalBlobFiles,
+  type Node,
+  ReferenceScanner,
+} from '../castore/index.js';
 import type { AbortOptions } from '../common/abort.js';
+import { concatBytes } from '../common/async-iterable.js';
+import { createBlake3 } from '../common/blake3.js';
 import { createNixHasher, type HashAlgorithm, type NarSourceNode, type NixHash, writeNar } from '../nix/index.js';
 
 /** What reading a castore tree needs. */
@@ -16,8 +29,86 @@ export interface CastoreReader {
   readonly directoryService: Pick<DirectoryService, 'get'>;
 }
 
-/** The tree under `node` as the NAR writer's source; missing objects fail with castore `NOT_FOUND` when reached. */
-export function castoreNarSource(node: Node, castore: CastoreReader, options: AbortOptions = {}): NarSourceNode {
+/** Files up to this size are read whole (and verified) rather than streamed. */
+export const NAR_SMALL_FILE_SIZE = 1 << 20;
+/** Small files of a directory read ahead of the NAR writer (at most this many × NAR_SMALL_FILE_SIZE in memory per directory level). */
+export const NAR_READ_AHEAD_FILES = 16;
+
+/** A small blob whole: from its local file when the store has one (one read, BLAKE3 checked here), else through `read`. */
+async function readSmallBlob(node: FileNode, castore: CastoreReader, options: AbortOptions): Promise<Uint8Array> {
+  const service = castore.blobService as BlobService;
+  const notFound = () => new CastoreError('NOT_FOUND', `blob ${node.digest} not found`, { details: { digest: node.digest.toString() } });
+  if (hasLocalBlobFiles(service)) {
+    options.signal?.throwIfAborted();
+    const path = await service.localBlobPath(node.digest);
+    if (!path) throw notFound();
+    let data: Buffer;
+    try {
+      data = await readFile(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw notFound();
+      throw error;
+    }
+    const actual = B3Digest.of(data);
+    if (!actual.equals(node.digest)) {
+      throw new CastoreError('INTEGRITY_MISMATCH', `blob ${node.digest} is corrupt: its bytes hash to ${actual}`, {
+        details: { digest: node.digest.toString(), actual: actual.toString() },
+      });
+    }
+    return data;
+  }
+  const data = await service.read(node.digest, options);
+  if (!data) throw notFound();
+  return concatBytes(data);
+}
+
+/**
+ * A large blob from its local file, 1 MiB at a time with the next read
+ * already in flight while the caller hashes the current chunk; the BLAKE3
+ * digest is checked after the last chunk (INTEGRITY_MISMATCH), as the
+ * store's own `read` does.
+ */
+async function* readLargeBlobFile(path: string, node: FileNode, options: AbortOptions): AsyncGenerator<Uint8Array> {
+  const handle = await open(path, 'r');
+  try {
+    const hasher = createBlake3();
+    const readChunk = async () => {
+      const buffer = Buffer.allocUnsafe(NAR_SMALL_FILE_SIZE);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, null);
+      return buffer.subarray(0, bytesRead);
+    };
+    let pending = readChunk();
+    for (;;) {
+      const chunk = await pending;
+      if (chunk.byteLength === 0) break;
+      options.signal?.throwIfAborted();
+      pending = readChunk();
+      hasher.update(chunk);
+      yield chunk;
+    }
+    const actual = B3Digest.fromBytes(hasher.digest());
+    if (!actual.equals(node.digest)) {
+      throw new CastoreError('INTEGRITY_MISMATCH', `blob ${node.digest} is corrupt: its bytes hash to ${actual}`, {
+        details: { digest: node.digest.toString(), actual: actual.toString() },
+      });
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The tree under `node` as the NAR writer's source; missing objects fail
+ * with castore `NOT_FOUND` when reached. Small files of a directory are
+ * read ahead (`NAR_READ_AHEAD_FILES`), since reading many small files one
+ * after the other is bound by latency, not bandwidth.
+ */
+export function castoreNarSource(
+  node: Node,
+  castore: CastoreReader,
+  options: AbortOptions = {},
+  prefetched?: Promise<Uint8Array>,
+): NarSourceNode {
   switch (node.type) {
     case 'symlink':
       return { type: 'symlink', target: node.target };
@@ -27,6 +118,11 @@ export function castoreNarSource(node: Node, castore: CastoreReader, options: Ab
         executable: node.executable,
         size: node.size,
         contents: async () => {
+          if (prefetched) return prefetched;
+          if (node.size <= NAR_SMALL_FILE_SIZE) return readSmallBlob(node, castore, options);
+          const service = castore.blobService as BlobService;
+          const path = hasLocalBlobFiles(service) ? await service.localBlobPath(node.digest) : undefined;
+          if (path) return readLargeBlobFile(path, node, options);
           const data = await castore.blobService.read(node.digest, options);
           if (!data) throw new CastoreError('NOT_FOUND', `blob ${node.digest} not found`, { details: { digest: node.digest.toString() } });
           return data;
@@ -40,7 +136,22 @@ export function castoreNarSource(node: Node, castore: CastoreReader, options: Ab
           if (!directory) {
             throw new CastoreError('NOT_FOUND', `directory ${node.digest} not found`, { details: { digest: node.digest.toString() } });
           }
-          for (const entry of directory.entries) yield { name: entry.name, node: castoreNarSource(entry.node, castore, options) };
+          const entries = directory.entries;
+          const ahead = new Map<number, Promise<Uint8Array>>();
+          let next = 0;
+          for (let i = 0; i < entries.length; i++) {
+            for (; next < entries.length && next < i + NAR_READ_AHEAD_FILES; next++) {
+              const child = (entries[next] as DirectoryEntry).node;
+              if (child.type !== 'file' || child.size > NAR_SMALL_FILE_SIZE) continue;
+              const read = readSmallBlob(child, castore, options);
+              read.catch(() => {}); // surfaces when the writer reaches the file
+              ahead.set(next, read);
+            }
+            const entry = entries[i] as DirectoryEntry;
+            const read = ahead.get(i);
+            ahead.delete(i);
+            yield { name: entry.name, node: castoreNarSource(entry.node, castore, options, read) };
+          }
         })(),
       };
   }

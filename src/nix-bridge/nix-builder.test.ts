@@ -126,7 +126,7 @@ describe('NixBuilder (with a fake builder)', () => {
   it('the first failure stops the graph; what finished stays recorded, nothing of the failed build is', async () => {
     const a = await writeTestDerivation(drvDir, { name: 'a', builder: BUILDER });
     const b = await writeTestDerivation(drvDir, { name: 'b', builder: BUILDER, inputDrvs: { [a.drvPath]: ['out'] } });
-    const { service, nix } = builderWith((request, env) =>
+    const { service, nix } = builderWith((_request, env) =>
       env.get('name') === 'b' ? { fail: 'exit-code', exitCode: 3 } : { outputs: { [env.get('out') as string]: 'a' } },
     );
     await assert.rejects(nix.realise(b.drvPath), (error: Error) => {
