@@ -149,7 +149,7 @@ class LogRecorder {
 type Finished = Extract<BuildEvent, { type: 'finished' }>;
 
 /** What one run (the build, or its check) observed. */
-class RunObserver {
+export class RunObserver {
   accepted: Extract<BuildEvent, { type: 'accepted' }> | undefined;
   startedOn: Date | undefined;
   finishedOn: Date | undefined;
@@ -183,36 +183,44 @@ export interface AttestationResult {
   readonly run: BuildRun;
 }
 
-export class BuildAttestation {
-  readonly #io: CommandIo;
-  readonly #store: Castore;
-  readonly #builderUrls: readonly string[];
-  readonly #key: SigningKey | undefined;
-  readonly #provenanceOut: string | undefined;
-  readonly #builderId: string | undefined;
-  readonly #check: boolean;
-  readonly #checkBuilder: string | undefined;
-  readonly #checkStatementOut: string | undefined;
-  readonly #cacheMode: 'off' | 'use' | 'record';
-  readonly #sidecar: Sidecar;
-  #observer: RunObserver | undefined;
+/** The outputs to check against: a run's result, or outputs recorded earlier by an unknown run (Nix outputs already held). */
+export interface CheckBaseline {
+  readonly response: BuildResponse;
+  readonly run?: BuildRun;
+}
 
-  private constructor(io: CommandIo, store: Castore, builderUrls: readonly string[], args: ParsedArgs, key: SigningKey | undefined) {
-    this.#io = io;
-    this.#store = store;
-    this.#builderUrls = builderUrls;
-    this.#key = key;
-    this.#provenanceOut = stringOption(args, 'provenance');
-    this.#builderId = stringOption(args, 'builder-id') ?? (io.env.KILN_BUILDER_ID || undefined);
-    this.#check = args.values.check === true;
-    this.#checkBuilder = stringOption(args, 'check-builder');
-    this.#checkStatementOut = stringOption(args, 'check-statement');
-    this.#cacheMode = args.values.rebuild === true ? 'record' : args.values.cache === true ? 'use' : 'off';
-    this.#sidecar = sidecarForStore(store.url, store, io.env);
+/** How the statements name the build and its outputs (the Nix front end names store paths and the derivation). */
+export interface StatementShape {
+  readonly definition: BuildDefinition;
+  readonly subjectNames?: readonly string[];
+}
+
+/** Parsed options, the key, the store and its sidecar: what signing and checking need, for any front end. */
+export class Attestor {
+  readonly io: CommandIo;
+  readonly store: Castore;
+  readonly key: SigningKey | undefined;
+  readonly provenanceOut: string | undefined;
+  readonly builderId: string | undefined;
+  readonly check: boolean;
+  readonly checkBuilder: string | undefined;
+  readonly checkStatementOut: string | undefined;
+  readonly sidecar: Sidecar;
+
+  private constructor(io: CommandIo, store: Castore, args: ParsedArgs, key: SigningKey | undefined) {
+    this.io = io;
+    this.store = store;
+    this.key = key;
+    this.provenanceOut = stringOption(args, 'provenance');
+    this.builderId = stringOption(args, 'builder-id') ?? (io.env.KILN_BUILDER_ID || undefined);
+    this.check = args.values.check === true;
+    this.checkBuilder = stringOption(args, 'check-builder');
+    this.checkStatementOut = stringOption(args, 'check-statement');
+    this.sidecar = sidecarForStore(store.url, store, io.env);
   }
 
   /** Checks the options (usage errors before anything runs) and loads the key. */
-  static async open(args: ParsedArgs, io: CommandIo, store: Castore, builderUrls: readonly string[]): Promise<BuildAttestation> {
+  static async open(args: ParsedArgs, io: CommandIo, store: Castore): Promise<Attestor> {
     const keyPath = stringOption(args, 'sign-key');
     if (stringOption(args, 'provenance') !== undefined && keyPath === undefined) throw new UsageError('--provenance needs --sign-key FILE');
     if (stringOption(args, 'check-builder') !== undefined && args.values.check !== true)
@@ -237,43 +245,29 @@ export class BuildAttestation {
         throw error;
       }
     }
-    return new BuildAttestation(io, store, builderUrls, args, key);
+    return new Attestor(io, store, args, key);
   }
 
-  /** Whether anything beyond a plain build was asked for. */
+  /** Whether signing or checking was asked for. */
   get active(): boolean {
-    return this.#key !== undefined || this.#check || this.#cacheMode !== 'off';
+    return this.key !== undefined || this.check;
   }
 
-  /** The recorded result of this request when `--cache` is on and its outputs are all in the store. */
-  async lookup(request: BuildRequest): Promise<AttestationResult | undefined> {
-    if (this.#cacheMode !== 'use') return undefined;
-    const id = buildRequestDigest(request);
-    const found = await lookupResult(this.#sidecar, id, this.#store, { signal: this.#io.signal });
-    if (found.status === 'stale') this.#io.stderr.write(`kiln: cache: ${id} was built before but its outputs are gone; building\n`);
-    if (found.status !== 'hit') return undefined;
-    const { run } = found.build;
-    this.#io.stderr.write(
-      `kiln: build ${id} cached: built on ${run.backend} at ${run.finishedOn} (invocation ${run.invocationId}); not building (--rebuild to build anyway)\n`,
-    );
-    return { response: found.build.response, run };
+  /** A new observer of one run, capturing its log into the store. */
+  observe(): RunObserver {
+    return new RunObserver(this.store);
   }
 
-  /** Passes the build's events through, noting the invocation, times and log. */
-  watch(events: AsyncIterable<BuildEvent>): AsyncIterable<BuildEvent> {
-    if (!this.active) return events;
-    this.#observer = new RunObserver(this.#store);
-    return this.#observer.watch(events);
-  }
-
-  #run(observer: RunObserver, builderUrls: readonly string[], log: BuildRun['log']): BuildRun {
+  /** The facts of a watched run that finished. */
+  async runOf(observer: RunObserver, builderUrls: readonly string[]): Promise<BuildRun> {
+    const log = await observer.log?.finish();
     const accepted = observer.accepted;
     if (!accepted || !observer.startedOn || !observer.finishedOn) throw new Error('the build finished without being accepted');
     return {
       buildId: accepted.buildId,
       invocationId: accepted.invocationId,
       backend: accepted.backend,
-      builderId: this.#builderId ?? defaultBuilderId(builderUrls, accepted.backend),
+      builderId: this.builderId ?? defaultBuilderId(builderUrls, accepted.backend),
       builderVersion: { kiln: packageVersion },
       startedOn: observer.startedOn.toISOString(),
       finishedOn: observer.finishedOn.toISOString(),
@@ -282,58 +276,49 @@ export class BuildAttestation {
     };
   }
 
-  /**
-   * After a successful build (a `finished` event) or a cache hit: records
-   * the result, signs and stores the provenance, runs the check. `outputs`
-   * is where the outputs can be read (the store, or a remote builder's
-   * castore). Resolves to the exit status.
-   */
-  async finish(request: BuildRequest, result: Finished | AttestationResult, outputs: StoreReader = this.#store): Promise<number> {
-    if (!this.active) return EXIT_OK;
-    let first: AttestationResult;
-    let wall = { wallTimeMs: 0, cpuTimeMs: 0, peakMemoryBytes: 0 };
-    if ('type' in result) {
-      const observer = this.#observer;
-      if (!observer) throw new Error('BuildAttestation.finish: the build was not watched');
-      const log = await observer.log?.finish();
-      first = { response: result.response, run: this.#run(observer, this.#builderUrls, log) };
-      wall = { wallTimeMs: result.wallTimeMs, cpuTimeMs: result.cpuTimeMs, peakMemoryBytes: result.peakMemoryBytes };
-      if (this.#cacheMode !== 'off' && outputs === this.#store) {
-        const cached: CachedBuild = { ...first, ...wall };
-        await recordResult(this.#sidecar, buildRequestDigest(request), cached);
-      }
-    } else first = result;
-
-    const definition = kilnBuildDefinition(request);
-    if (this.#key) {
-      const statement = await buildProvenance(request, first.response, first.run, this.#store, {
-        definition,
-        outputStore: outputs,
-        memo: this.#sidecar,
-        signal: this.#io.signal,
-      });
-      await this.#sign(statement, this.#provenanceOut, 'provenance');
-    }
-    if (!this.#check) return EXIT_OK;
-    return this.#runCheck(request, first, definition, outputs);
-  }
-
-  async #sign(statement: Statement<unknown>, out: string | undefined, what: string): Promise<void> {
-    const key = this.#key as SigningKey;
+  /** Signs, stores next to the outputs (indexed by subject), and writes to `out` when given. */
+  async sign(statement: Statement<unknown>, out: string | undefined, what: string): Promise<void> {
+    const key = this.key as SigningKey;
     const envelope = signEnvelope(statementToBytes(statement), key);
-    const digest = await storeEnvelope(envelope, statement, this.#store.blobService, this.#sidecar, { signal: this.#io.signal });
+    const digest = await storeEnvelope(envelope, statement, this.store.blobService, this.sidecar, { signal: this.io.signal });
     if (out !== undefined) await writeFile(out, `${envelopeToJson(envelope)}\n`);
-    this.#io.stderr.write(`kiln: ${what} ${digest} signed by key ${key.keyId}${out !== undefined ? `, written to ${out}` : ''}\n`);
+    this.io.stderr.write(`kiln: ${what} ${digest} signed by key ${key.keyId}${out !== undefined ? `, written to ${out}` : ''}\n`);
   }
 
-  async #runCheck(request: BuildRequest, first: AttestationResult, definition: BuildDefinition, outputs: StoreReader): Promise<number> {
-    const io = this.#io;
-    const urls = this.#checkBuilder !== undefined ? [this.#checkBuilder] : this.#builderUrls;
+  /** With a key: the SLSA provenance of `result`, signed, stored and written to --provenance. */
+  async signProvenance(request: BuildRequest, result: AttestationResult, shape: StatementShape, outputs: StoreReader): Promise<void> {
+    if (!this.key) return;
+    const statement = await buildProvenance(request, result.response, result.run, this.store, {
+      definition: shape.definition,
+      ...(shape.subjectNames ? { subjectNames: shape.subjectNames } : {}),
+      outputStore: outputs,
+      memo: this.sidecar,
+      signal: this.io.signal,
+    });
+    await this.sign(statement, this.provenanceOut, 'provenance');
+  }
+
+  /**
+   * Builds `request` again (on --check-builder, else `builderUrls`) and
+   * compares its outputs with `baseline`'s. Identical: exit 0 and, with a
+   * key, a signed statement that it reproduced on both runs (or, when the
+   * baseline's run is unknown, the provenance of the check run). Different:
+   * exit 1 and the differing files on stderr.
+   */
+  async runCheck(
+    request: BuildRequest,
+    baseline: CheckBaseline,
+    shape: StatementShape,
+    builderUrls: readonly string[],
+    outputs: StoreReader,
+  ): Promise<number> {
+    const io = this.io;
+    const urls = this.checkBuilder !== undefined ? [this.checkBuilder] : builderUrls;
     const builder: BuildService =
-      this.#checkBuilder !== undefined
-        ? await buildServiceFromUrl(this.#checkBuilder, this.#store, io.env)
-        : await buildServiceFromUrls(urls, this.#store, io.env);
-    const observer = new RunObserver(this.#store);
+      this.checkBuilder !== undefined
+        ? await buildServiceFromUrl(this.checkBuilder, this.store, io.env)
+        : await buildServiceFromUrls(urls, this.store, io.env);
+    const observer = this.observe();
     let outcome: Extract<BuildEvent, { type: 'finished' | 'failed' }> | undefined;
     const status = new BuildStatus(io.stderr);
     try {
@@ -362,30 +347,121 @@ export class BuildAttestation {
       status.close();
       await builder.close();
     }
-    const log = await observer.log?.finish();
-    const second: AttestationResult = { response: outcome.response, run: this.#run(observer, urls, log) };
-    const labels: [string, string] = [`1st (${first.run.backend})`, `2nd (${second.run.backend})`];
+    const second: AttestationResult = { response: outcome.response, run: await this.runOf(observer, urls) };
+    const firstLabel = baseline.run ? `1st (${baseline.run.backend})` : 'recorded';
+    const labels: [string, string] = [firstLabel, `${baseline.run ? '2nd' : 'rebuilt'} (${second.run.backend})`];
     const same =
-      first.response.outputs.length === second.response.outputs.length &&
-      first.response.outputs.every((o, i) => nodesEqual(o.node, second.response.outputs[i]?.node ?? o.node));
+      baseline.response.outputs.length === second.response.outputs.length &&
+      baseline.response.outputs.every((o, i) => nodesEqual(o.node, second.response.outputs[i]?.node ?? o.node));
     if (!same) {
-      const comparison = await compareOutputs(request.outputs, first.response, second.response, fallbackReader(outputs, this.#store), {
-        signal: io.signal,
-      });
+      const comparison = await compareOutputs(
+        shape.subjectNames ?? request.outputs,
+        baseline.response,
+        second.response,
+        fallbackReader(outputs, this.store),
+        { signal: io.signal },
+      );
       const count = comparison.differences.length;
       io.stderr.write(
         `error: not reproducible: ${count}${comparison.truncated ? '+' : ''} path${count === 1 ? ' differs' : 's differ'} between ${labels[0]} and ${labels[1]}:\n${formatComparison(comparison, labels)}\n`,
       );
       return EXIT_FAILURE;
     }
+    const first = baseline.run;
     io.stderr.write(
-      `kiln: check: reproduced: the outputs of ${first.run.backend} (invocation ${first.run.invocationId}) and ${second.run.backend} (invocation ${second.run.invocationId}) are identical\n`,
+      first
+        ? `kiln: check: reproduced: the outputs of ${first.backend} (invocation ${first.invocationId}) and ${second.run.backend} (invocation ${second.run.invocationId}) are identical\n`
+        : `kiln: check: reproduced: the rebuild on ${second.run.backend} (invocation ${second.run.invocationId}) gave the recorded outputs\n`,
     );
-    if (this.#key) {
-      const subjects = await outputSubjects(request, first.response, outputs, { memo: this.#sidecar, signal: io.signal });
-      await this.#sign(reproducedStatement(definition, [first.run, second.run], subjects), this.#checkStatementOut, 'reproduced statement');
+    if (!this.key) return EXIT_OK;
+    if (!first) {
+      await this.signProvenance(request, second, shape, this.store);
+      return EXIT_OK;
     }
+    const subjects = await outputSubjects(request, baseline.response, outputs, {
+      ...(shape.subjectNames ? { subjectNames: shape.subjectNames } : {}),
+      memo: this.sidecar,
+      signal: io.signal,
+    });
+    await this.sign(reproducedStatement(shape.definition, [first, second.run], subjects), this.checkStatementOut, 'reproduced statement');
     return EXIT_OK;
+  }
+}
+
+/** `kiln build`'s use of the Attestor, plus the result cache. */
+export class BuildAttestation {
+  readonly #attestor: Attestor;
+  readonly #builderUrls: readonly string[];
+  readonly #cacheMode: 'off' | 'use' | 'record';
+  #observer: RunObserver | undefined;
+
+  private constructor(attestor: Attestor, builderUrls: readonly string[], cacheMode: 'off' | 'use' | 'record') {
+    this.#attestor = attestor;
+    this.#builderUrls = builderUrls;
+    this.#cacheMode = cacheMode;
+  }
+
+  /** Checks the options (usage errors before anything runs) and loads the key. */
+  static async open(args: ParsedArgs, io: CommandIo, store: Castore, builderUrls: readonly string[]): Promise<BuildAttestation> {
+    const cacheMode = args.values.rebuild === true ? 'record' : args.values.cache === true ? 'use' : 'off';
+    return new BuildAttestation(await Attestor.open(args, io, store), builderUrls, cacheMode);
+  }
+
+  /** Whether anything beyond a plain build was asked for. */
+  get active(): boolean {
+    return this.#attestor.active || this.#cacheMode !== 'off';
+  }
+
+  /** The recorded result of this request when `--cache` is on and its outputs are all in the store. */
+  async lookup(request: BuildRequest): Promise<AttestationResult | undefined> {
+    if (this.#cacheMode !== 'use') return undefined;
+    const { io, sidecar, store } = this.#attestor;
+    const id = buildRequestDigest(request);
+    const found = await lookupResult(sidecar, id, store, { signal: io.signal });
+    if (found.status === 'stale') io.stderr.write(`kiln: cache: ${id} was built before but its outputs are gone; building\n`);
+    if (found.status !== 'hit') return undefined;
+    const { run } = found.build;
+    io.stderr.write(
+      `kiln: build ${id} cached: built on ${run.backend} at ${run.finishedOn} (invocation ${run.invocationId}); not building (--rebuild to build anyway)\n`,
+    );
+    return { response: found.build.response, run };
+  }
+
+  /** Passes the build's events through, noting the invocation, times and log. */
+  watch(events: AsyncIterable<BuildEvent>): AsyncIterable<BuildEvent> {
+    if (!this.active) return events;
+    this.#observer = this.#attestor.observe();
+    return this.#observer.watch(events);
+  }
+
+  /**
+   * After a successful build (a `finished` event) or a cache hit: records
+   * the result, signs and stores the provenance, runs the check. `outputs`
+   * is where the outputs can be read (the store, or a remote builder's
+   * castore). Resolves to the exit status.
+   */
+  async finish(request: BuildRequest, result: Finished | AttestationResult, outputs: StoreReader = this.#attestor.store): Promise<number> {
+    if (!this.active) return EXIT_OK;
+    const attestor = this.#attestor;
+    let first: AttestationResult;
+    if ('type' in result) {
+      const observer = this.#observer;
+      if (!observer) throw new Error('BuildAttestation.finish: the build was not watched');
+      first = { response: result.response, run: await attestor.runOf(observer, this.#builderUrls) };
+      if (this.#cacheMode !== 'off' && outputs === attestor.store) {
+        const cached: CachedBuild = {
+          ...first,
+          wallTimeMs: result.wallTimeMs,
+          cpuTimeMs: result.cpuTimeMs,
+          peakMemoryBytes: result.peakMemoryBytes,
+        };
+        await recordResult(attestor.sidecar, buildRequestDigest(request), cached);
+      }
+    } else first = result;
+    const shape = { definition: kilnBuildDefinition(request) };
+    await attestor.signProvenance(request, first, shape, outputs);
+    if (!attestor.check) return EXIT_OK;
+    return attestor.runCheck(request, first, shape, this.#builderUrls, outputs);
   }
 }
 

@@ -52,8 +52,13 @@ export function shortTextDiff(before: string, after: string, options: TextDiffOp
   if (before === after) return '';
   const maxLines = options.maxLines ?? 12;
   const context = options.context ?? 1;
-  const a = before.split('\n');
-  const b = after.split('\n');
+  const lines = (text: string) => {
+    const split = text.split('\n');
+    if (split.at(-1) === '') split.pop(); // a final newline ends the last line; it is not an empty one
+    return split;
+  };
+  const a = lines(before);
+  const b = lines(after);
   let start = 0;
   while (start < a.length && start < b.length && a[start] === b[start]) start++;
   let endA = a.length;
@@ -73,19 +78,19 @@ export function shortTextDiff(before: string, after: string, options: TextDiffOp
     if (op.kind === ' ') return;
     for (let c = Math.max(0, k - context); c <= Math.min(ops.length - 1, k + context); c++) keep[c] = true;
   });
-  const lines: string[] = [];
+  const out: string[] = [];
   let skipped = false;
   ops.forEach((op, k) => {
     if (!keep[k]) {
       skipped = true;
       return;
     }
-    if (skipped && lines.length > 0) lines.push('…');
+    if (skipped && out.length > 0) out.push('…');
     skipped = false;
     const shown = op.line.length > 160 ? `${op.line.slice(0, 160)}…` : op.line;
-    lines.push(`${op.kind} ${shown}`);
+    out.push(`${op.kind} ${shown}`);
   });
-  if (lines.length <= maxLines) return lines.join('\n');
+  if (out.length <= maxLines) return out.join('\n');
   const changed = ops.filter((op) => op.kind !== ' ').length;
-  return [...lines.slice(0, maxLines), `… (${changed} changed lines in all)`].join('\n');
+  return [...out.slice(0, maxLines), `… (${changed} changed lines in all)`].join('\n');
 }

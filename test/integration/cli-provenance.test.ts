@@ -8,10 +8,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { bwrapSkipReason, ociSkipReason } from '../../src/build/testing/index.js';
+import { parseNixHash } from '../../src/nix/index.js';
+import { loadVectors, makeVectorStore, vectorsSkipReason, writeTestDerivation } from '../../src/nix-bridge/testing/index.js';
 import { preAuthEncoding } from '../../src/provenance/index.js';
 import { sandboxDir, shellRequest, tempDir, writeRequest } from './build-cli-kit.js';
 import { runKiln } from './run-kiln.js';
@@ -377,5 +380,117 @@ describe('kiln provenance CLI', { skip: skip ?? false }, () => {
     // the records live beside the store, one per request digest
     const records = await fs.readdir(join(env.KILN_HOME, 'store/provenance/results'));
     assert.equal(records.length, 2);
+  });
+});
+
+const vectors = loadVectors();
+const skipNix = vectorsSkipReason(vectors) ?? skip;
+
+describe('kiln nix build provenance', { skip: skipNix ?? false }, () => {
+  let work: string;
+  let env: Record<string, string>;
+  let drvDir: string;
+  let key: string;
+  const busybox = vectors?.busybox.storePath as string;
+  before(async () => {
+    work = await fs.mkdtemp('/var/tmp/kiln-cli-nix-provenance-');
+    await fs.chmod(work, 0o755);
+    drvDir = join(work, 'drv');
+    await fs.mkdir(drvDir);
+    env = { KILN_NIX_STORE_DIR: await makeVectorStore(join(work, 'nix-store'), vectors as never) };
+    key = join(work, 'signing.key');
+    assert.equal((await runKiln(['key', 'generate', '--out', key])).status, 0);
+  });
+  after(async () => {
+    await fs.rm(work, { recursive: true, force: true });
+  });
+  const home = async () => ({ ...env, KILN_HOME: await fs.mkdtemp(join(work, 'home-')) });
+  const derivation = async (name: string, script: string) => {
+    const { drvPath, drv } = await writeTestDerivation(drvDir, {
+      name,
+      builder: `${busybox}/bin/busybox`,
+      args: ['sh', '-c', script],
+      inputSrcs: [busybox],
+    });
+    return { file: join(drvDir, drvPath.slice('/nix/store/'.length)), drvPath, out: drv.outputs.get('out')?.path as string };
+  };
+  const bwrap = () => `bwrap://${join(work, 'sandbox')}`;
+  const payload = async (path: string) =>
+    JSON.parse(Buffer.from(JSON.parse(await fs.readFile(path, 'utf8')).payload, 'base64').toString('utf8'));
+
+  it('signs the provenance of a derivation (its path and ATerm digest, subjects by store path) and checks it on runc', {
+    skip: skipRunc ?? false,
+  }, async () => {
+    const e = await home();
+    const { file, drvPath, out } = await derivation('prov', 'mkdir $out; echo reproducible > $out/file');
+    const provenance = join(work, 'nix.provenance.json');
+    const reproduced = join(work, 'nix.reproduced.json');
+    const runc = `oci://?runtime=runc&sandbox-dir=${join(work, 'sandbox')}`;
+    const result = await runKiln(
+      [
+        'nix',
+        'build',
+        file,
+        '--builder',
+        bwrap(),
+        '--sign-key',
+        key,
+        '--provenance',
+        provenance,
+        '--check',
+        '--check-builder',
+        runc,
+        '--check-statement',
+        reproduced,
+      ],
+      e,
+    );
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(result.stdout, `${out}\n`);
+    const statement = await payload(provenance);
+    assert.equal(statement.predicate.buildDefinition.buildType, 'https://kiln.dev/nix-build/v1');
+    const aterm = await fs.readFile(file);
+    assert.deepEqual(statement.predicate.buildDefinition.externalParameters, {
+      derivation: { path: drvPath, digest: { sha256: createHash('sha256').update(aterm).digest('hex') } },
+    });
+    assert.deepEqual(
+      statement.subject.map((s: { name: string }) => s.name),
+      [out],
+    );
+    // the subject's sha256 is the NAR hash Kiln recorded for the store path
+    const pathInfo = await runKiln(['nix', 'path-info', out, '--json'], e);
+    assert.equal(pathInfo.status, 0, pathInfo.stderr);
+    const narHash = parseNixHash(JSON.parse(pathInfo.stdout).narHash);
+    assert.equal(statement.subject[0].digest.sha256, Buffer.from(narHash.digest).toString('hex'));
+    const verify = await runKiln(['provenance', 'verify', provenance, '--key', `${key}.pub`], e);
+    assert.equal(verify.status, 0, verify.stderr);
+    assert.match(verify.stdout, new RegExp(`subject ${out}: matches the store`));
+    const repro = await payload(reproduced);
+    assert.equal(repro.predicateType, 'https://kiln.dev/reproduced/v1');
+    assert.deepEqual(
+      repro.predicate.runs.map((r: { backend: string }) => r.backend),
+      ['bwrap', 'oci(runc)'],
+    );
+
+    // built already: nothing to sign without --check; --check rebuilds and signs the rebuild's provenance
+    const again = await runKiln(['nix', 'build', file, '--builder', bwrap(), '--sign-key', key], e);
+    assert.equal(again.status, 0, again.stderr);
+    assert.match(again.stderr, /was not built now \(its outputs are held\): no provenance signed; --check rebuilds it/);
+    const recheck = await runKiln(['nix', 'build', file, '--builder', bwrap(), '--sign-key', key, '--check'], e);
+    assert.equal(recheck.status, 0, recheck.stderr);
+    assert.match(recheck.stderr, /^kiln: check: reproduced: the rebuild on bwrap \(invocation \S+\) gave the recorded outputs$/m);
+    assert.match(recheck.stderr, /^kiln: provenance blake3-\S+ signed by key/m);
+  });
+
+  it('--check catches a non-deterministic derivation, the store path named', async () => {
+    const e = await home();
+    const { file, out } = await derivation('noisy', 'mkdir $out; echo same > $out/same; od -An -tx1 -N8 /dev/urandom > $out/noise');
+    const result = await runKiln(['nix', 'build', file, '--builder', bwrap(), '--check'], e);
+    assert.equal(result.status, 1, result.stderr);
+    assert.match(
+      result.stderr,
+      new RegExp(`^error: not reproducible: 1 path differs between 1st \\(bwrap\\) and 2nd \\(bwrap\\):\\n {2}${out}/noise\\n`, 'm'),
+    );
+    assert.match(result.stderr, /^ {6}- {2}[0-9a-f ]+\n {6}\+ {2}[0-9a-f ]+$/m);
   });
 });

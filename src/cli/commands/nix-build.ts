@@ -2,7 +2,7 @@
 import { buildServiceFromUrl, defaultBuilderUrl } from '../../build/index.js';
 import { formatNarHash, type NixBuildEvent, NixBuilder, type PathInfo } from '../../nix-bridge/index.js';
 import { type Command, expectPositionals, STORE_HELP, STORE_OPTION, stringOption, UsageError } from '../command.js';
-import { EXIT_OK } from '../exit-codes.js';
+import { NIX_ATTESTATION_HELP, NIX_ATTESTATION_OPTIONS, NixAttestation } from '../nix-build-provenance.js';
 import { localNixStore, NIX_STORE_HELP, withNixExitStatus, withNixStore } from './nix-common.js';
 
 export const nixBuild: Command = {
@@ -38,12 +38,15 @@ options:
 ${STORE_HELP}
   --json          print the outputs of DRV as JSON
   -j, --jobs N    derivations built at once (default 1)
-${NIX_STORE_HELP}`,
+${NIX_STORE_HELP}
+
+${NIX_ATTESTATION_HELP}`,
   options: {
     ...STORE_OPTION,
     builder: { type: 'string' },
     json: { type: 'boolean' },
     jobs: { type: 'string', short: 'j' },
+    ...NIX_ATTESTATION_OPTIONS,
   },
   async run(args, io) {
     const [drvArg] = expectPositionals(this, args, ['DRV']) as [string];
@@ -55,11 +58,12 @@ ${NIX_STORE_HELP}`,
       const nixStore = localNixStore(io.env);
       const drvPath = nixStore.resolveDerivationArgument(drvArg);
       return withNixStore(args, io.env, async (store, pathInfoService) => {
+        const attestation = await NixAttestation.open(args, io, store, builderUrl);
         const buildService = await buildServiceFromUrl(builderUrl, store);
         const log = new BuildLog(io.stderr, jobs > 1);
         try {
           const builder = new NixBuilder({
-            buildService,
+            buildService: attestation.wrap(buildService),
             blobService: store.blobService,
             directoryService: store.directoryService,
             ...(store.fileDigestCache ? { fileDigestCache: store.fileDigestCache } : {}),
@@ -78,7 +82,7 @@ ${NIX_STORE_HELP}`,
           } else {
             for (const info of outputs.values()) io.stdout.write(`${info.storePath.toAbsolute()}\n`);
           }
-          return EXIT_OK;
+          return attestation.finish(builder, drvPath, outputs);
         } finally {
           log.flush();
           await buildService.close();
