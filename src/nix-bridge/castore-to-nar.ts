@@ -7,6 +7,7 @@
  * so names count as well as contents and symlink targets.
  */
 import { open, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import {
   B3Digest,
   type BlobService,
@@ -213,4 +214,36 @@ export async function hashFileNode(
   if (!data) throw new CastoreError('NOT_FOUND', `blob ${node.digest} not found`, { details: { digest: node.digest.toString() } });
   for await (const chunk of data) hasher.update(chunk);
   return hasher.digest();
+}
+
+/**
+ * Makes the contents of `nodes` durable before path infos pointing at them
+ * are committed. A directory's blobs are durable once the castore holds the
+ * directory (the disk store syncs blobs before each directory commit); a
+ * file standing alone as a root was only written, so its blob file and the
+ * directory holding it are fsynced — far cheaper than syncing the whole
+ * filesystem after every build. Stores without local blob files are left to
+ * their own durability.
+ */
+export async function makeRootsDurable(nodes: Iterable<Node>, blobService: Pick<BlobService, 'read'>): Promise<void> {
+  const service = blobService as BlobService;
+  if (!hasLocalBlobFiles(service)) return;
+  const dirs = new Set<string>();
+  for (const node of nodes) {
+    if (node.type !== 'file') continue;
+    const path = await service.localBlobPath(node.digest);
+    if (!path) throw new CastoreError('NOT_FOUND', `blob ${node.digest} not found`, { details: { digest: node.digest.toString() } });
+    await fsyncPath(path);
+    dirs.add(dirname(path));
+  }
+  for (const dir of dirs) await fsyncPath(dir);
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }

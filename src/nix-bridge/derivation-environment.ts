@@ -78,6 +78,13 @@ export interface DerivationEnvironment {
   readonly structuredAttrs?: AttrValue;
 }
 
+let cores: number | undefined;
+/** The host's core count (`os.cpus()` reads /proc each time; it does not change). */
+function hostCores(): number {
+  cores ??= cpus().length;
+  return cores;
+}
+
 /** `/<nixbase32(sha256("nix-output:<name>"))>`: what `builtins.placeholder` returns. */
 export function hashPlaceholder(outputName: string): string {
   return `/${encodeNixbase32(sha256(`nix-output:${outputName}`))}`;
@@ -231,7 +238,7 @@ export function derivationEnvironment(drv: Derivation, options: DerivationEnviro
   set('PATH', '/path-not-set');
   set('HOME', '/homeless-shelter');
   set('NIX_STORE', storeDir);
-  set('NIX_BUILD_CORES', String(options.buildCores ?? cpus().length));
+  set('NIX_BUILD_CORES', String(options.buildCores ?? hostCores()));
 
   if (!attrs) {
     const passAsFile = new Set(tokenize(drv.env.get('passAsFile') ?? ''));

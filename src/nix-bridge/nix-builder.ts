@@ -7,8 +7,9 @@
  * Per derivation: the input closure (sources imported from the local Nix
  * store, outputs of input derivations from the index) → BuildRequest →
  * BuildService → path infos of the outputs (outputs-to-path-infos.ts) →
- * one atomic `putMany` holding the outputs and any sources first used by
- * this build. A failure at any step writes nothing. The first failure
+ * their contents made durable (`makeRootsDurable`) → one atomic `putMany`
+ * holding the outputs and any sources first used by this build. A failure
+ * at any step writes nothing. The first failure
  * cancels the builds still running and no new one starts (Nix without
  * `--keep-going`).
  */
@@ -16,6 +17,7 @@ import type { BuildEvent, BuildService } from '../build/index.js';
 import type { BlobService, DirectoryService, FileDigestCache, Node } from '../castore/index.js';
 import type { AbortOptions } from '../common/abort.js';
 import { type Derivation, DerivationHasher, derivationNameFromPath, derivationPath, parseDerivation } from '../nix/index.js';
+import { makeRootsDurable } from './castore-to-nar.js';
 import { boolAttrOf, stringsAttrOf, structuredAttrsOf } from './derivation-environment.js';
 import { type DerivationBuildRequest, derivationToBuildRequest } from './derivation-to-build-request.js';
 import { NixBridgeError } from './errors.js';
@@ -327,7 +329,12 @@ export class NixBuilder {
       const committed = await Promise.all(
         [...closure.keys()].map(async (p) => ((await this.#options.pathInfoService.get(p)) ? undefined : closure.get(p))),
       );
-      await this.#options.pathInfoService.putMany([...committed.filter((i): i is PathInfo => i !== undefined), ...outputs.values()]);
+      const records = [...committed.filter((i): i is PathInfo => i !== undefined), ...outputs.values()];
+      await makeRootsDurable(
+        records.map((r) => r.node),
+        this.#options.blobService,
+      );
+      await this.#options.pathInfoService.putMany(records);
       emit?.({ type: 'built', drvPath, outputs, wallTimeMs: performance.now() - started });
     } catch (error) {
       if (!signal.aborted || !(error === signal.reason)) emit?.({ type: 'failed', drvPath, error: error as Error });

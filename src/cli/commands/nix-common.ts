@@ -35,17 +35,18 @@ function diskStoreRoot(url: string): string | undefined {
   return undefined;
 }
 
-/** Opens the path-info index that belongs to `store`. */
+/**
+ * Opens the path-info index that belongs to `store`. (The contents a record
+ * points at are made durable by the NixBuilder before it commits.)
+ */
 export function openPathInfoService(store: Castore, env: NodeJS.ProcessEnv): PathInfoService {
-  const sync = (store.blobService as { sync?: () => Promise<void> }).sync;
-  const options = sync ? { beforeCommit: () => sync.call(store.blobService) } : {};
   const root = diskStoreRoot(store.url);
-  if (root) return LmdbPathInfoService.open(join(root, 'nix-path-info.mdb'), options);
+  if (root) return LmdbPathInfoService.open(join(root, 'nix-path-info.mdb'));
   if (store.url.startsWith('memory:')) return new MemoryPathInfoService();
   const dir = join(kilnHome(env), 'nix-path-info');
   mkdirSync(dir, { recursive: true });
   const key = createHash('sha256').update(store.url).digest('hex').slice(0, 32);
-  return LmdbPathInfoService.open(join(dir, `${key}.mdb`), options);
+  return LmdbPathInfoService.open(join(dir, `${key}.mdb`));
 }
 
 /** Runs `fn` with the store and its path-info index open, closing both. */
