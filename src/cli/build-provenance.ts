@@ -318,7 +318,28 @@ export class Attestor {
       this.checkBuilder !== undefined
         ? await buildServiceFromUrl(this.checkBuilder, this.store, io.env)
         : await buildServiceFromUrls(urls, this.store, io.env);
-    const observer = this.observe();
+    try {
+      const observer = this.observe();
+      const outcome = await this.#checkBuild(builder, observer, request);
+      if (typeof outcome === 'number') return outcome;
+      // The check build's outputs: in the store, or in the remote builder's castore.
+      let checkOutputs: StoreReader = this.store;
+      if (urls.some((url) => url.startsWith('grpc+')) && observer.accepted) {
+        const { remoteCastoreOf } = await import('../build/grpc/index.js');
+        checkOutputs = (await remoteCastoreOf(builder, observer.accepted.invocationId)) ?? this.store;
+      }
+      return await this.#compare(request, baseline, shape, outputs, checkOutputs, {
+        response: outcome.response,
+        run: await this.runOf(observer, urls),
+      });
+    } finally {
+      await builder.close();
+    }
+  }
+
+  /** Runs the check build, showing it like the first; resolves to its `finished` event or an exit status. */
+  async #checkBuild(builder: BuildService, observer: RunObserver, request: BuildRequest): Promise<Finished | number> {
+    const io = this.io;
     let outcome: Extract<BuildEvent, { type: 'finished' | 'failed' }> | undefined;
     const status = new BuildStatus(io.stderr);
     try {
@@ -343,11 +364,22 @@ export class Attestor {
       status.note(
         `kiln: check build done in ${formatSeconds(outcome.wallTimeMs)} (cpu ${formatSeconds(outcome.cpuTimeMs)}, peak memory ${formatBytes(outcome.peakMemoryBytes)})`,
       );
+      return outcome;
     } finally {
       status.close();
-      await builder.close();
     }
-    const second: AttestationResult = { response: outcome.response, run: await this.runOf(observer, urls) };
+  }
+
+  /** Compares the two runs' outputs; reports the differences, or signs that the build reproduced. */
+  async #compare(
+    request: BuildRequest,
+    baseline: CheckBaseline,
+    shape: StatementShape,
+    outputs: StoreReader,
+    checkOutputs: StoreReader,
+    second: AttestationResult,
+  ): Promise<number> {
+    const io = this.io;
     const firstLabel = baseline.run ? `1st (${baseline.run.backend})` : 'recorded';
     const labels: [string, string] = [firstLabel, `${baseline.run ? '2nd' : 'rebuilt'} (${second.run.backend})`];
     const same =
@@ -358,7 +390,7 @@ export class Attestor {
         shape.subjectNames ?? request.outputs,
         baseline.response,
         second.response,
-        fallbackReader(outputs, this.store),
+        fallbackReader(fallbackReader(outputs, checkOutputs), this.store),
         { signal: io.signal },
       );
       const count = comparison.differences.length;

@@ -171,7 +171,7 @@ ${ATTESTATION_HELP}`,
         const cached = await attestation.lookup(request);
         if (cached) {
           await writeResult(request, cached.response, store, args.values.json === true, stringOption(args, 'export'), io);
-          return attestation.finish(request, cached);
+          return await attestation.finish(request, cached);
         }
         const status = new BuildStatus(io.stderr);
         let outcome: Extract<BuildEvent, { type: 'finished' | 'failed' }> | undefined;
@@ -205,7 +205,7 @@ ${ATTESTATION_HELP}`,
         const remote = builderUrls.some((url) => url.startsWith('grpc+'));
         const outputs = await outputsStore(builder, remote, invocationId, outcome.response, store, args.values.fetch === true, io);
         await writeResult(request, outcome.response, outputs, args.values.json === true, stringOption(args, 'export'), io);
-        return attestation.finish(request, outcome, outputs);
+        return await attestation.finish(request, outcome, outputs);
       } finally {
         await builder.close();
       }

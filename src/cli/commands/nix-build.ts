@@ -82,7 +82,7 @@ ${NIX_ATTESTATION_HELP}`,
           } else {
             for (const info of outputs.values()) io.stdout.write(`${info.storePath.toAbsolute()}\n`);
           }
-          return attestation.finish(builder, drvPath, outputs);
+          return await attestation.finish(builder, drvPath, outputs);
         } finally {
           log.flush();
           await buildService.close();
