@@ -6,7 +6,8 @@
  *
  * Per derivation: the input closure (sources imported from the local Nix
  * store, outputs of input derivations from the index) → BuildRequest →
- * BuildService → path infos of the outputs (outputs-to-path-infos.ts) →
+ * BuildService (a remote builder's outputs are copied into the local
+ * castore) → path infos of the outputs (outputs-to-path-infos.ts) →
  * their contents made durable (`makeRootsDurable`) → one atomic `putMany`
  * holding the outputs and any sources first used by this build. A failure
  * at any step writes nothing. The first failure
@@ -14,7 +15,14 @@
  * `--keep-going`).
  */
 import type { BuildEvent, BuildService } from '../build/index.js';
-import type { BlobService, DirectoryService, FileDigestCache, Node } from '../castore/index.js';
+import {
+  type BlobService,
+  type CastoreServices,
+  copyClosure,
+  type DirectoryService,
+  type FileDigestCache,
+  type Node,
+} from '../castore/index.js';
 import type { AbortOptions } from '../common/abort.js';
 import { type Derivation, DerivationHasher, derivationNameFromPath, derivationPath, parseDerivation } from '../nix/index.js';
 import { makeRootsDurable } from './castore-to-nar.js';
@@ -304,6 +312,23 @@ export class NixBuilder {
     if (failure) throw failure.error;
   }
 
+  /**
+   * Copies outputs a remote builder left in its own castore into ours, so
+   * that the index only points at contents Kiln holds (a no-op when both
+   * are the same store, or for local builders).
+   */
+  async #fetchOutputs(nodes: readonly Node[], invocationId: string | undefined, signal: AbortSignal): Promise<void> {
+    const service = this.#options.buildService as BuildService & Partial<RemoteOutputs>;
+    if (typeof service.remoteCastore !== 'function') return;
+    const from = await service.remoteCastore(invocationId);
+    await copyClosure(
+      nodes,
+      from,
+      { blobService: this.#options.blobService, directoryService: this.#options.directoryService },
+      { signal },
+    );
+  }
+
   async #buildOne(drvPath: string, signal: AbortSignal): Promise<void> {
     const emit = this.#options.onEvent;
     try {
@@ -311,9 +336,12 @@ export class NixBuilder {
       const { drv, built, closure } = await this.prepare(drvPath, { signal });
       const started = performance.now();
       let outcome: Extract<BuildEvent, { type: 'finished' | 'failed' }> | undefined;
+      let invocationId: string | undefined;
       for await (const event of this.#options.buildService.build(built.request, { signal })) {
-        if (event.type === 'accepted') emit?.({ type: 'started', drvPath, buildId: event.buildId, backend: event.backend });
-        else if (event.type === 'log') emit?.({ type: 'log', drvPath, stream: event.stream, data: event.data });
+        if (event.type === 'accepted') {
+          invocationId = event.invocationId;
+          emit?.({ type: 'started', drvPath, buildId: event.buildId, backend: event.backend });
+        } else if (event.type === 'log') emit?.({ type: 'log', drvPath, stream: event.stream, data: event.data });
         else if (event.type === 'resources')
           emit?.({ type: 'resources', drvPath, cpuTimeMs: event.cpuTimeMs, peakMemoryBytes: event.peakMemoryBytes });
         else if (event.type === 'finished' || event.type === 'failed') outcome = event;
@@ -321,6 +349,11 @@ export class NixBuilder {
       signal.throwIfAborted();
       if (!outcome) throw new NixBridgeError('BUILD_FAILED', `the builder gave no result for '${drvPath}'`, { details: { drvPath } });
       if (outcome.type === 'failed') throw buildFailure(drvPath, built, outcome);
+      await this.#fetchOutputs(
+        outcome.response.outputs.map((o) => o.node),
+        invocationId,
+        signal,
+      );
       const outputs = await outputsToPathInfos(drv, drvPath, built, outcome.response, this.#options, {
         signal,
         storeDir: this.#storeDir,
@@ -341,6 +374,11 @@ export class NixBuilder {
       throw error;
     }
   }
+}
+
+/** A builder that keeps outputs in a castore of its own (a remote Kiln server). */
+interface RemoteOutputs {
+  remoteCastore(invocationId?: string): Promise<CastoreServices>;
 }
 
 /** Refuses what Nix's sandbox refuses, and what no Kiln builder can run. */

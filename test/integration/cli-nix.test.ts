@@ -1,7 +1,8 @@
 /**
  * `kiln nix build/show/export/path-info` from the outside: every Nix 2.8
  * vector through the CLI on bwrap and runc (recursive builds in dependency
- * order, JSON shape, nothing rebuilt), and bad input failing with a clear
+ * order, JSON shape, nothing rebuilt) and on a remote builder (`kiln serve`,
+ * `--builder grpc+unix://…`), and bad input failing with a clear
  * message, the documented exit status and the path-info index unchanged.
  * The vectors' one source (busybox) lives in a store directory of the
  * test's own (KILN_NIX_STORE_DIR), so no real Nix is needed.
@@ -15,6 +16,7 @@ import { bwrapSkipReason, ociSkipReason } from '../../src/build/testing/index.js
 import { LmdbPathInfoService } from '../../src/nix-bridge/index.js';
 import { loadVectors, makeVectorStore, VECTORS_DIR, vectorsSkipReason, writeTestDerivation } from '../../src/nix-bridge/testing/index.js';
 import { runKiln } from './run-kiln.js';
+import { startServer } from './serve-kit.js';
 
 const vectors = loadVectors();
 const skip = vectorsSkipReason(vectors) ?? bwrapSkipReason();
@@ -88,6 +90,26 @@ describe('kiln nix CLI', { skip: skip ?? false }, () => {
       );
     });
   }
+
+  it('builds on a remote builder (kiln serve) into the local store, the outputs copied back', async () => {
+    const dir = join(work, 'remote');
+    await fs.mkdir(dir, { recursive: true });
+    const server = await startServer(
+      ['--listen', `unix://${join(dir, 's.sock')}`, '--store', join(dir, 'store'), '--builder', `bwrap://${join(dir, 'sandbox')}`],
+      env,
+    );
+    try {
+      const e = await home();
+      const result = await runKiln(['nix', 'build', drvFile('dep'), '--builder', `grpc+${server.address}`, '-j', '2', '--json'], e);
+      assert.equal(result.status, 0, result.stderr);
+      const dep = vectors?.derivations.find((d) => d.name === 'dep');
+      assert.equal(JSON.parse(result.stdout).outputs.out.narHash, dep?.outputs.out.narHashBase32);
+      const exported = await runKiln(['nix', 'export', dep?.outputs.out.path as string, join(dir, 'exported')], e);
+      assert.equal(exported.status, 0, exported.stderr);
+    } finally {
+      await server.stop();
+    }
+  });
 
   it('path-info, export and show', async () => {
     const e = await home();
