@@ -14,7 +14,7 @@ import { isProvenanceError } from './errors.js';
 import { generateSigningKeyPem, signingKeyFromPem, verifyingKeyFromPem } from './keys.js';
 import { listEnvelopes, readEnvelope, storeEnvelope } from './provenance-store.js';
 import { lookupResult, recordResult } from './result-cache.js';
-import { FsSidecar, MemorySidecar } from './sidecar.js';
+import { FsSidecar, indexKeys, MemorySidecar, sidecarForStore } from './sidecar.js';
 import {
   type BuildRun,
   buildProvenance,
@@ -268,5 +268,27 @@ describe('provenance', () => {
     assert.match(text, /nix\/store\/out\/stamp\n {4}bwrap: file size=29 blake3-/);
     const same = await compareOutputs(['x'], { outputs: [{ node: outA, needles: [] }] }, { outputs: [{ node: outA, needles: [] }] }, store);
     assert.equal(same.identical, true);
+  });
+
+  it('keeps the sidecar beside the embedded store, under KILN_HOME for remote stores, in memory for memory://', () => {
+    const env = { KILN_HOME: '/var/kh' };
+    const owner = {};
+    assert.equal((sidecarForStore('/srv/store', owner, env) as FsSidecar).dir, '/srv/store/provenance');
+    assert.equal((sidecarForStore('file:///srv/store', owner, env) as FsSidecar).dir, '/srv/store/provenance');
+    const remote = sidecarForStore('grpc+unix:///run/kiln.sock?token-file=/t', owner, env) as FsSidecar;
+    assert.match(remote.dir, /^\/var\/kh\/remote-stores\/[0-9a-f]{32}\/provenance$/);
+    assert.equal(
+      (sidecarForStore('grpc+unix:///run/kiln.sock', owner, env) as FsSidecar).dir,
+      remote.dir,
+      'credentials do not change the identity',
+    );
+    const memory = sidecarForStore('memory://', owner, env);
+    assert.ok(memory instanceof MemorySidecar);
+    assert.equal(sidecarForStore('memory://', owner, env), memory, 'one per opened store');
+    assert.notEqual(sidecarForStore('memory://', {}, env), memory);
+    assert.deepEqual(indexKeys({ blake3: 'ab'.repeat(32), sha256: 'cd'.repeat(32), 'bad alg': 'ff' }), [
+      `blake3-${'ab'.repeat(32)}`,
+      `sha256-${'cd'.repeat(32)}`,
+    ]);
   });
 });
