@@ -3,7 +3,10 @@
  * `kiln.build.v1.BuildEvent`, appended to a file with its sequence number,
  * and readable from any sequence on by any number of watchers, live or
  * late. Memory stays bounded however much a build logs: events live in the
- * file; only their offsets are kept.
+ * file; only their offsets are kept. File descriptors too: the journal
+ * writes through one descriptor until its terminal event, and each reader
+ * opens its own while it reads, so a finished journal kept for late readers
+ * holds none.
  */
 import * as fs from 'node:fs/promises';
 import { toBinary } from '@bufbuild/protobuf';
@@ -13,7 +16,8 @@ import { buildEventToMessage, isTerminal } from './event-convert.js';
 
 export class EventJournal {
   readonly path: string;
-  readonly #file: fs.FileHandle;
+  /** Open until the terminal event is written (or the journal is closed). */
+  #writer: fs.FileHandle | undefined;
   /** Start offset of each event in the file; event i ends where i+1 starts. */
   readonly #offsets: number[] = [];
   #end = 0;
@@ -24,13 +28,13 @@ export class EventJournal {
   #closed = false;
   #wake: (() => void)[] = [];
 
-  private constructor(path: string, file: fs.FileHandle) {
+  private constructor(path: string, writer: fs.FileHandle) {
     this.path = path;
-    this.#file = file;
+    this.#writer = writer;
   }
 
   static async create(path: string): Promise<EventJournal> {
-    return new EventJournal(path, await fs.open(path, 'wx+', 0o600));
+    return new EventJournal(path, await fs.open(path, 'wx', 0o600));
   }
 
   /** Events recorded so far. */
@@ -48,11 +52,14 @@ export class EventJournal {
     if (this.#complete) return this.#appending;
     this.#complete = isTerminal(event);
     const bytes = toBinary(BuildEventSchema, buildEventToMessage(event, this.#offsets.length + this.#pending++));
+    const terminal = this.#complete;
     this.#appending = this.#appending.then(async () => {
-      await this.#file.write(bytes, 0, bytes.byteLength, this.#end);
+      if (!this.#writer) return; // closed meanwhile
+      await this.#writer.write(bytes, 0, bytes.byteLength, this.#end);
       this.#offsets.push(this.#end);
       this.#end += bytes.byteLength;
       this.#pending--;
+      if (terminal) await this.#closeWriter();
       for (const wake of this.#wake.splice(0)) wake();
     });
     return this.#appending;
@@ -64,26 +71,43 @@ export class EventJournal {
    */
   async *read(from: number, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
     let next = from;
-    for (;;) {
-      while (next < this.#offsets.length && !this.#closed) {
-        const start = this.#offsets[next] as number;
-        const end = next + 1 < this.#offsets.length ? (this.#offsets[next + 1] as number) : this.#end;
-        const bytes = Buffer.alloc(end - start);
-        await this.#file.read(bytes, 0, bytes.byteLength, start);
-        next++;
-        yield bytes;
-      }
-      if ((this.#complete && this.#pending === 0) || this.#closed) return;
-      signal?.throwIfAborted();
-      await new Promise<void>((resolve) => {
-        const onAbort = () => resolve();
-        signal?.addEventListener('abort', onAbort, { once: true });
-        this.#wake.push(() => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
+    let reader: fs.FileHandle | undefined;
+    try {
+      for (;;) {
+        while (next < this.#offsets.length && !this.#closed) {
+          const start = this.#offsets[next] as number;
+          const end = next + 1 < this.#offsets.length ? (this.#offsets[next + 1] as number) : this.#end;
+          const bytes = Buffer.alloc(end - start);
+          try {
+            reader ??= await fs.open(this.path, 'r');
+          } catch (error) {
+            if (this.#closed && (error as NodeJS.ErrnoException).code === 'ENOENT') return; // closed and deleted meanwhile
+            throw error;
+          }
+          await reader.read(bytes, 0, bytes.byteLength, start);
+          next++;
+          yield bytes;
+        }
+        if ((this.#complete && this.#pending === 0) || this.#closed) return;
+        signal?.throwIfAborted();
+        await new Promise<void>((resolve) => {
+          const onAbort = () => resolve();
+          signal?.addEventListener('abort', onAbort, { once: true });
+          this.#wake.push(() => {
+            signal?.removeEventListener('abort', onAbort);
+            resolve();
+          });
         });
-      });
+      }
+    } finally {
+      await reader?.close();
     }
+  }
+
+  async #closeWriter(): Promise<void> {
+    const writer = this.#writer;
+    this.#writer = undefined;
+    await writer?.close();
   }
 
   /** Closes and deletes the file; readers end. */
@@ -92,7 +116,7 @@ export class EventJournal {
     this.#closed = true;
     await this.#appending;
     for (const wake of this.#wake.splice(0)) wake();
-    await this.#file.close();
+    await this.#closeWriter();
     await fs.rm(this.path, { force: true });
   }
 }
