@@ -4,29 +4,18 @@
  * by nix-build in Nix's sandbox, and every output must have the same store
  * path, NAR hash, NAR size, references and deriver in both. A fixed-output
  * derivation with a wrong hash fails in both, with the same hash found.
- *
- * Every Kiln backend currently fails builds with network access (see
- * `knownBackendBug`), so the comparison runs fixed-output derivations with
- * network access turned off (their builders here need none), and one test
- * shows the network-access builds themselves as TODO until that is fixed.
+
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type BuildService, buildServiceFromUrl } from '../../src/build/index.js';
+import { buildServiceFromUrl } from '../../src/build/index.js';
 import { bwrapSkipReason, ociSkipReason } from '../../src/build/testing/index.js';
 import { type FsCastore, openFsCastore } from '../../src/castore/index.js';
 import { formatNixHash } from '../../src/nix/index.js';
-import {
-  isNixBridgeError,
-  LmdbPathInfoService,
-  LocalNixStore,
-  MemoryPathInfoService,
-  NixBuilder,
-  type PathInfo,
-} from '../../src/nix-bridge/index.js';
+import { isNixBridgeError, LmdbPathInfoService, LocalNixStore, NixBuilder, type PathInfo } from '../../src/nix-bridge/index.js';
 import { instantiateLiveSet, LIVE_ATTRS, type LiveSet, nixBuild, nixPathInfo, nixSkipReason } from './nix-live-kit.js';
 
 const skip = nixSkipReason() ?? bwrapSkipReason();
@@ -37,8 +26,6 @@ interface KilnSide {
   /** attribute → its outputs, or why Kiln failed to build it. */
   outputs: Map<string, Map<string, PathInfo> | Error>;
   fodWrong?: unknown;
-  /** fodFlat built with network access, as the BuildRequest asks. */
-  withNetwork?: Map<string, PathInfo> | Error;
   indexBefore?: number;
   indexAfter?: number;
 }
@@ -71,16 +58,8 @@ describe('Kiln and nix-build give identical outputs for fresh derivations', { sk
       const buildService = await buildServiceFromUrl(url, castore);
       try {
         const side: KilnSide = { label, outputs: new Map() };
-        const withNetwork = new NixBuilder({
-          buildService,
-          blobService: castore.blobService,
-          directoryService: castore.directoryService,
-          pathInfoService: new MemoryPathInfoService(),
-          nixStore: new LocalNixStore(),
-        });
-        side.withNetwork = await withNetwork.realise(live.drvs.get('fodFlat') as string).catch((error: Error) => error);
         const nix = new NixBuilder({
-          buildService: withoutNetworkAccess(buildService),
+          buildService,
           blobService: castore.blobService,
           directoryService: castore.directoryService,
           pathInfoService: pathInfos,
@@ -113,14 +92,10 @@ describe('Kiln and nix-build give identical outputs for fresh derivations', { sk
   });
 
   for (const attr of LIVE_ATTRS) {
-    it(`${attr}: every output has Nix's path, NAR hash, size, references and deriver`, (t) => {
+    it(`${attr}: every output has Nix's path, NAR hash, size, references and deriver`, () => {
       assert.ok(sides.length > 0);
       for (const side of sides) {
         const outputs = side.outputs.get(attr);
-        if (outputs instanceof Error && knownBackendBug(side, outputs)) {
-          t.todo(`${side.label}: ${knownBackendBug(side, outputs)}`);
-          continue;
-        }
         assert.ok(outputs instanceof Map && outputs.size > 0, `${side.label}: ${outputs}`);
         for (const [name, info] of outputs) {
           const path = info.storePath.toAbsolute();
@@ -135,32 +110,13 @@ describe('Kiln and nix-build give identical outputs for fresh derivations', { sk
     });
   }
 
-  it('a fixed-output derivation builds with network access, as its BuildRequest asks', (t) => {
-    for (const side of sides) {
-      const result = side.withNetwork;
-      const bug = result instanceof Error ? knownBackendBug(side, result) : undefined;
-      if (bug) {
-        t.todo(bug);
-        continue;
-      }
-      assert.ok(result instanceof Map, `${side.label}: ${result}`);
-      const info = result.get('out') as PathInfo;
-      assert.equal(formatNixHash(info.narHash, 'base16', { prefix: false }), nixPathInfo(info.storePath.toAbsolute()).narHash);
-    }
-  });
-
-  it('a fixed-output hash mismatch fails in both, naming the same hashes, and Kiln records nothing', (t) => {
+  it('a fixed-output hash mismatch fails in both, naming the same hashes, and Kiln records nothing', () => {
     assert.notEqual(nixFailure.status, 0);
     const nixGot = /got:\s+(sha256-[A-Za-z0-9+/=]+)/.exec(nixFailure.stderr)?.[1];
     const nixSpecified = /specified:\s+(sha256-[A-Za-z0-9+/=]+)/.exec(nixFailure.stderr)?.[1];
     assert.ok(nixGot && nixSpecified, nixFailure.stderr);
     for (const side of sides) {
       assert.equal(side.indexAfter, side.indexBefore, `${side.label}: path-info index changed`);
-      const bug = side.fodWrong instanceof Error ? knownBackendBug(side, side.fodWrong) : undefined;
-      if (bug) {
-        t.todo(`${side.label}: ${bug}`);
-        continue;
-      }
       assert.ok(isNixBridgeError(side.fodWrong, 'HASH_MISMATCH'), `${side.label}: ${side.fodWrong}`);
       assert.match(
         (side.fodWrong as Error).message,
@@ -169,28 +125,3 @@ describe('Kiln and nix-build give identical outputs for fresh derivations', { sk
     }
   });
 });
-
-/** The service with every request's network access turned off. */
-function withoutNetworkAccess(service: BuildService): BuildService {
-  return {
-    name: service.name,
-    build: (request, options) =>
-      service.build(request.constraints ? { ...request, constraints: { ...request.constraints, networkAccess: false } } : request, options),
-    close: () => service.close(),
-  };
-}
-
-/**
- * A failure that is a known bug of a build backend rather than of the
- * bridge, reported instead of worked around: bwrap cannot run a build with
- * network access (fixed-output derivations), because it binds the host's
- * /etc/resolv.conf into the build's read-only /etc, where it cannot create
- * the mount point.
- */
-function knownBackendBug(side: KilnSide, error: Error): string | undefined {
-  const tail = String((error as { details?: { logTail?: string } }).details?.logTail ?? '');
-  if (/Can't create file at \/etc\/resolv\.conf|resolv\.conf.*read-only file system|etc\/resolv\.conf`: No such file/.test(tail)) {
-    return `${side.label} backend bug: builds with network_access fail (the build's read-only /etc has no resolv.conf to mount the host's on)`;
-  }
-  return undefined;
-}
