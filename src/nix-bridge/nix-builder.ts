@@ -66,6 +66,8 @@ export interface NixBuilderOptions {
 }
 
 export const DEFAULT_JOBS = 1;
+/** Input closure paths looked up or imported at once. */
+const CLOSURE_CONCURRENCY = 8;
 
 /** A derivation's BuildRequest with what produced it. */
 export interface PreparedBuild {
@@ -191,16 +193,19 @@ export class NixBuilder {
       }
     }
     queue.push(...drv.inputSrcs);
-    const pending: Promise<void>[] = [];
-    const visit = async (path: string): Promise<void> => {
-      if (closure.has(path)) return;
-      const info = (await this.#options.pathInfoService.get(path)) ?? (await this.#importSource(path, signal));
-      if (closure.has(path)) return;
-      closure.set(path, info);
-      await Promise.all(info.references.filter((r) => !closure.has(r)).map(visit));
+    // A few workers drain the queue: sources are imported at most CLOSURE_CONCURRENCY at a time.
+    const visiting = new Set<string>();
+    const worker = async (): Promise<void> => {
+      for (let path = queue.pop(); path !== undefined; path = queue.pop()) {
+        if (closure.has(path) || visiting.has(path)) continue;
+        visiting.add(path);
+        const info = (await this.#options.pathInfoService.get(path)) ?? (await this.#importSource(path, signal));
+        closure.set(path, info);
+        for (const ref of info.references) if (!closure.has(ref) && !visiting.has(ref)) queue.push(ref);
+      }
     };
-    for (const path of queue) pending.push(visit(path));
-    await Promise.all(pending);
+    // Workers that find the queue empty stop; the last one standing drains what the others add.
+    while (queue.length > 0) await Promise.all(Array.from({ length: Math.min(CLOSURE_CONCURRENCY, queue.length) }, worker));
     return closure;
   }
 
