@@ -268,12 +268,18 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
   }
 }
 
-/** Reads a file front to back in fresh buffers (consumers may keep them). */
+/**
+ * Reads a blob file front to back in fresh buffers (consumers may keep
+ * them), each no larger than what is left: blob files never change, so
+ * their size says where they end (a short file fails verification).
+ */
 async function* readChunks(handle: fs.FileHandle): AsyncGenerator<Uint8Array> {
-  for (;;) {
-    const buffer = Buffer.allocUnsafe(FS_READ_CHUNK_SIZE);
+  const { size } = await handle.stat();
+  for (let position = 0; position < size; ) {
+    const buffer = Buffer.allocUnsafe(Math.min(FS_READ_CHUNK_SIZE, size - position));
     const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, null);
     if (bytesRead === 0) return;
+    position += bytesRead;
     yield bytesRead === buffer.byteLength ? buffer : buffer.subarray(0, bytesRead);
   }
 }
