@@ -84,7 +84,14 @@ export async function copyClosure(
     if (await to.blobService.has(digest, options)) return;
     const data = await from.blobService.read(digest, options);
     if (!data) throw new CastoreError('NOT_FOUND', `the source store lacks blob ${digest}`, { details: { missing: [digest.toString()] } });
-    await to.blobService.put(data, { ...options, expectedDigest: digest });
+    // No expectedDigest: the put would hash every byte a second time. Every read is
+    // verified, failing before its end on a mismatch, which cuts the put off
+    // before it completes, so the target never stores bytes that are not the blob.
+    const stored = await to.blobService.put(data, options);
+    if (!stored.digest.equals(digest))
+      throw new CastoreError('INTEGRITY_MISMATCH', `copying blob ${digest}: the target stored it as ${stored.digest}`, {
+        details: { digest: digest.toString(), actual: stored.digest.toString() },
+      });
     summary.blobsSent++;
     summary.bytesSent += size;
   });
