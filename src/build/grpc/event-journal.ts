@@ -1,12 +1,18 @@
 /**
  * The event log of one remote build: every event, encoded once as a
- * `kiln.build.v1.BuildEvent`, appended to a file with its sequence number,
+ * `kiln.build.v1.BuildEvent` with its sequence number, appended to a file,
  * and readable from any sequence on by any number of watchers, live or
- * late. Memory stays bounded however much a build logs: events live in the
- * file; only their offsets are kept. File descriptors too: the journal
- * writes through one descriptor until its terminal event, and each reader
- * opens its own while it reads, so a finished journal kept for late readers
- * holds none.
+ * late.
+ *
+ * Live watchers get each event from memory as soon as it is appended: the
+ * most recent events (up to `RECENT_BYTES`) are kept, so the file write is
+ * not on the way from the builder to the client. A watcher that falls
+ * further behind, or comes late, reads from the file. Memory stays bounded
+ * however much a build logs: beyond the recent events, only file offsets
+ * are kept, and nothing once the build is over. File descriptors too: the
+ * journal writes through one descriptor until its terminal event, and each
+ * reader opens its own while it reads from the file, so a finished journal
+ * kept for late readers holds none.
  */
 import * as fs from 'node:fs/promises';
 import { toBinary } from '@bufbuild/protobuf';
@@ -14,32 +20,39 @@ import { BuildEventSchema } from '../../gen/kiln/build/v1/build_events_pb.js';
 import type { BuildEvent } from '../build-events.js';
 import { buildEventToMessage, isTerminal } from './event-convert.js';
 
+/** How many bytes of the latest events a running build's journal keeps in memory for live watchers. */
+export const RECENT_BYTES = 1 << 20;
+
 export class EventJournal {
   readonly path: string;
-  /** Open until the terminal event is written (or the journal is closed). */
-  #writer: fs.FileHandle | undefined;
-  /** Start offset of each event in the file; event i ends where i+1 starts. */
+  /** Opened by the first write; closed after the terminal event is written (or by `close`). */
+  #writer: Promise<fs.FileHandle> | undefined;
+  /** Events appended so far (sequence numbers handed out). */
+  #count = 0;
+  /** Start offset in the file of each written event; event i ends where i+1 starts. */
   readonly #offsets: number[] = [];
   #end = 0;
-  /** Events accepted by `append` but not yet written. */
-  #pending = 0;
+  /** The latest events by sequence, at most `RECENT_BYTES` in all (the newest is always kept). */
+  readonly #recent = new Map<number, Uint8Array>();
+  #recentBytes = 0;
   #appending: Promise<void> = Promise.resolve();
+  #failure: unknown;
   #complete = false;
   #closed = false;
   #wake: (() => void)[] = [];
 
-  private constructor(path: string, writer: fs.FileHandle) {
+  private constructor(path: string) {
     this.path = path;
-    this.#writer = writer;
   }
 
-  static async create(path: string): Promise<EventJournal> {
-    return new EventJournal(path, await fs.open(path, 'wx', 0o600));
+  /** A new journal at `path` (which must not exist; the file is created by the first append). */
+  static create(path: string): EventJournal {
+    return new EventJournal(path);
   }
 
   /** Events recorded so far. */
   get length(): number {
-    return this.#offsets.length;
+    return this.#count;
   }
 
   /** Whether the terminal event has been recorded. */
@@ -47,20 +60,44 @@ export class EventJournal {
     return this.#complete;
   }
 
-  /** Records `event` as the next in sequence; appends are serialized. */
+  /**
+   * Records `event` as the next in sequence: watchers see it at once; the
+   * returned promise settles once it is in the file (writes are serialized).
+   */
   append(event: BuildEvent): Promise<void> {
-    if (this.#complete) return this.#appending;
-    this.#complete = isTerminal(event);
-    const bytes = toBinary(BuildEventSchema, buildEventToMessage(event, this.#offsets.length + this.#pending++));
-    const terminal = this.#complete;
+    if (this.#complete || this.#closed) return this.#appending;
+    const sequence = this.#count++;
+    const terminal = isTerminal(event);
+    this.#complete = terminal;
+    const bytes = toBinary(BuildEventSchema, buildEventToMessage(event, sequence));
+    this.#recent.set(sequence, bytes);
+    this.#recentBytes += bytes.byteLength;
+    for (let oldest = sequence - this.#recent.size + 1; this.#recentBytes > RECENT_BYTES && oldest < sequence; oldest++) {
+      const evicted = this.#recent.get(oldest);
+      if (evicted === undefined || oldest >= this.#offsets.length) break; // not written yet: keep it
+      this.#recent.delete(oldest);
+      this.#recentBytes -= evicted.byteLength;
+    }
+    this.#notify();
     this.#appending = this.#appending.then(async () => {
-      if (!this.#writer) return; // closed meanwhile
-      await this.#writer.write(bytes, 0, bytes.byteLength, this.#end);
+      if (this.#closed || this.#failure !== undefined) return;
+      try {
+        this.#writer ??= fs.open(this.path, 'wx', 0o600);
+        const writer = await this.#writer;
+        await writer.write(bytes, 0, bytes.byteLength, this.#end);
+      } catch (error) {
+        this.#failure = error;
+        this.#notify();
+        throw error;
+      }
       this.#offsets.push(this.#end);
       this.#end += bytes.byteLength;
-      this.#pending--;
-      if (terminal) await this.#closeWriter();
-      for (const wake of this.#wake.splice(0)) wake();
+      if (terminal) {
+        await this.#closeWriter();
+        this.#recent.clear(); // the build is over: late readers read the file
+        this.#recentBytes = 0;
+      }
+      this.#notify();
     });
     return this.#appending;
   }
@@ -74,21 +111,26 @@ export class EventJournal {
     let reader: fs.FileHandle | undefined;
     try {
       for (;;) {
-        while (next < this.#offsets.length && !this.#closed) {
-          const start = this.#offsets[next] as number;
-          const end = next + 1 < this.#offsets.length ? (this.#offsets[next + 1] as number) : this.#end;
-          const bytes = Buffer.alloc(end - start);
-          try {
-            reader ??= await fs.open(this.path, 'r');
-          } catch (error) {
-            if (this.#closed && (error as NodeJS.ErrnoException).code === 'ENOENT') return; // closed and deleted meanwhile
-            throw error;
+        while (next < this.#count && !this.#closed) {
+          let bytes = this.#recent.get(next);
+          if (bytes === undefined) {
+            // Only written events leave memory; one that is neither there nor written means the write failed.
+            if (next >= this.#offsets.length) throw this.#failure ?? new Error(`event ${next} of ${this.path} is lost`);
+            const start = this.#offsets[next] as number;
+            const end = next + 1 < this.#offsets.length ? (this.#offsets[next + 1] as number) : this.#end;
+            bytes = Buffer.alloc(end - start);
+            try {
+              reader ??= await fs.open(this.path, 'r');
+            } catch (error) {
+              if (this.#closed && (error as NodeJS.ErrnoException).code === 'ENOENT') return; // closed and deleted meanwhile
+              throw error;
+            }
+            await reader.read(bytes, 0, bytes.byteLength, start);
           }
-          await reader.read(bytes, 0, bytes.byteLength, start);
           next++;
           yield bytes;
         }
-        if ((this.#complete && this.#pending === 0) || this.#closed) return;
+        if ((this.#complete && next >= this.#count) || this.#closed) return;
         signal?.throwIfAborted();
         await new Promise<void>((resolve) => {
           const onAbort = () => resolve();
@@ -104,19 +146,25 @@ export class EventJournal {
     }
   }
 
+  #notify(): void {
+    for (const wake of this.#wake.splice(0)) wake();
+  }
+
   async #closeWriter(): Promise<void> {
     const writer = this.#writer;
     this.#writer = undefined;
-    await writer?.close();
+    await (await writer?.catch(() => undefined))?.close();
   }
 
   /** Closes and deletes the file; readers end. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#appending;
-    for (const wake of this.#wake.splice(0)) wake();
+    this.#notify();
+    await this.#appending.catch(() => {});
     await this.#closeWriter();
+    this.#recent.clear();
+    this.#recentBytes = 0;
     await fs.rm(this.path, { force: true });
   }
 }

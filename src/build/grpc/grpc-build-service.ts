@@ -2,7 +2,8 @@
  * `grpc+unix://…`, `grpc+http://…`, `grpc+https://…`: a remote Kiln (or any
  * `kiln.build.v1` server) as a BuildService. Before a build, the client
  * sends the server what it lacks of the input closure, read from the local
- * store; then it streams the build's events. Outputs stay in the server's
+ * store (inputs it has seen there already are not asked about again); then
+ * it streams the build's events. Outputs stay in the server's
  * castore (`remoteCastore` reads them).
  *
  * If the connection breaks mid-build, the client attaches again from the
@@ -25,7 +26,7 @@ import type { BuildEvent } from '../build-events.js';
 import type { BuildRequest } from '../build-request.js';
 import type { BuildService } from '../build-service.js';
 import { BuildError } from '../errors.js';
-import { uploadInputClosure } from '../input-closure.js';
+import { type UploadSummary, uploadInputClosure } from '../input-closure.js';
 import { buildRequestToMessage } from '../proto-convert.js';
 import { REATTACH_GRACE_HEADER } from './build-server.js';
 import { buildEventFromMessage, isTerminal } from './event-convert.js';
@@ -43,6 +44,8 @@ export interface BuilderInfo {
 /** How long the client keeps trying to attach again after losing a build's stream. */
 export const DEFAULT_REATTACH_GRACE_MS = 30_000;
 const REATTACH_PAUSE_MS = 250;
+/** How many input nodes a client remembers the server has. */
+const MAX_REMEMBERED_INPUTS = 10_000;
 
 export interface GrpcBuildServiceOptions extends GrpcChannelOptions {
   /** The server: `grpc+unix:///path.sock`, `grpc+http://host:port` or `grpc+https://host:port`. */
@@ -53,6 +56,8 @@ export interface GrpcBuildServiceOptions extends GrpcChannelOptions {
   /** Bearer token sent with every call. */
   token?: string;
   reattachGraceMs?: number;
+  /** Told, before each build is sent, what of its input closure had to be uploaded and how long that took (checks included). */
+  onUpload?: (summary: UploadSummary & { ms: number }) => void;
 }
 
 export class GrpcBuildService implements BuildService {
@@ -60,6 +65,8 @@ export class GrpcBuildService implements BuildService {
   readonly #options: GrpcBuildServiceOptions;
   readonly #channel: Promise<GrpcChannel>;
   #remote: { blobService: GrpcBlobService; directoryService: GrpcDirectoryService } | undefined;
+  /** Input nodes the server is known to hold whole (found there or uploaded), by `nodeKey`. */
+  readonly #present = new Set<string>();
 
   constructor(options: GrpcBuildServiceOptions) {
     parseChannelUrl(options.url); // a bad URL fails here, not at the first build
@@ -108,19 +115,21 @@ export class GrpcBuildService implements BuildService {
     const fail = (error: unknown) => connectErrorToBuildError(error, url, signal);
     let client: ReturnType<typeof createClient<typeof BuildEvents>>;
     try {
-      const channel = await this.#channel;
-      client = createClient(BuildEvents, channel.transport);
-      await uploadInputClosure(request, this.#options, await this.remoteCastore(), { signal });
+      client = createClient(BuildEvents, (await this.#channel).transport);
+      await this.#upload(request, false, signal);
     } catch (error) {
       throw error instanceof BuildError ? error : fail(error);
     }
     const grace = this.#options.reattachGraceMs ?? DEFAULT_REATTACH_GRACE_MS;
     let invocationId: string | undefined;
     let next = 0;
-    let stream: AsyncIterable<BuildEventMessage> = client.build(buildRequestToMessage(request), {
-      signal,
-      headers: { [REATTACH_GRACE_HEADER]: String(grace) },
-    });
+    const start = () =>
+      client.build(buildRequestToMessage(request), {
+        signal,
+        headers: { [REATTACH_GRACE_HEADER]: String(grace) },
+      });
+    let stream: AsyncIterable<BuildEventMessage> = start();
+    let uploadedAgain = false;
     let lostAt: number | undefined;
     for (;;) {
       try {
@@ -140,6 +149,17 @@ export class GrpcBuildService implements BuildService {
           throw signal.reason;
         }
         const mapped = fail(error);
+        if (invocationId === undefined && !uploadedAgain && mapped instanceof BuildError && mapped.code === 'INPUT_MISSING') {
+          // Inputs this client had seen there are gone (a server with a fresh store): check everything, send what is missing.
+          uploadedAgain = true;
+          try {
+            await this.#upload(request, true, signal);
+          } catch (uploadError) {
+            throw uploadError instanceof BuildError ? uploadError : fail(uploadError);
+          }
+          stream = start();
+          continue;
+        }
         if (invocationId === undefined || !(mapped instanceof BuildError)) throw mapped;
         if (lostAt !== undefined && ConnectError.from(error).code === Code.NotFound)
           throw new BuildError(
@@ -161,6 +181,24 @@ export class GrpcBuildService implements BuildService {
         stream = client.attach({ invocationId, fromSequence: BigInt(next) }, { signal });
       }
     }
+  }
+
+  /**
+   * Sends the server what it lacks of the request's input closure. Inputs
+   * this client has already found or put there are not checked again unless
+   * `recheck` (content never changes; if the server has lost some, its
+   * admission says so and the build is retried once with everything checked).
+   */
+  async #upload(request: BuildRequest, recheck: boolean, signal: AbortSignal | undefined): Promise<void> {
+    const started = performance.now();
+    const inputs = recheck ? request.inputs : request.inputs.filter((i) => !this.#present.has(nodeKey(i.node)));
+    const uploaded =
+      inputs.length === 0
+        ? { blobsSent: 0, bytesSent: 0, directoriesSent: 0 }
+        : await uploadInputClosure({ inputs }, this.#options, await this.remoteCastore(), { signal });
+    if (this.#present.size > MAX_REMEMBERED_INPUTS) this.#present.clear();
+    for (const input of inputs) this.#present.add(nodeKey(input.node));
+    this.#options.onUpload?.({ ...uploaded, ms: performance.now() - started });
   }
 
   async close(): Promise<void> {
@@ -208,4 +246,8 @@ export function splitBuilderUrl(url: string): BuilderUrlParts {
   const base = url.split('?')[0] as string;
   parts.channelUrl = parsed.search === '' ? base : `${base}${parsed.search}`;
   return parts;
+}
+
+function nodeKey(node: BuildRequest['inputs'][number]['node']): string {
+  return node.type === 'symlink' ? 'symlink' : `${node.type}-${node.digest.toHex()}-${node.size}`;
 }

@@ -76,6 +76,7 @@ export class Invocations {
   readonly #byId = new Map<string, Invocation>();
   #inFlight = 0;
   #draining = false;
+  #journalDirReady: Promise<void> | undefined;
 
   constructor(options: InvocationsOptions) {
     this.#options = options;
@@ -99,6 +100,14 @@ export class Invocations {
    */
   async start(request: BuildRequest, options: { reattachGraceMs?: number } = {}): Promise<Invocation> {
     if (this.#draining) throw new BuildError('BUILDER_UNREACHABLE', 'the server is shutting down');
+    this.#journalDirReady ??= fs.mkdir(this.#options.journalDir, { recursive: true, mode: 0o700 }).then(
+      () => {},
+      (error: unknown) => {
+        this.#journalDirReady = undefined;
+        throw error;
+      },
+    );
+    await this.#journalDirReady;
     const max = this.#options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
     if (this.#inFlight >= max) throw new BuildError('BUILDER_BUSY', `the server already has ${max} builds running or queued`);
     this.#inFlight++;
@@ -115,28 +124,32 @@ export class Invocations {
       await iterator?.return?.();
       throw error;
     }
-    await fs.mkdir(this.#options.journalDir, { recursive: true, mode: 0o700 });
-    const journal = await EventJournal.create(join(this.#options.journalDir, `${accepted.invocationId}.events`));
+    const journal = EventJournal.create(join(this.#options.journalDir, `${accepted.invocationId}.events`));
     const invocation = new Invocation(accepted.invocationId, accepted.buildId, journal, options.reattachGraceMs ?? 0);
     invocation.signal.addEventListener('abort', () => controller.abort(invocation.signal.reason), { once: true });
     this.#byId.set(invocation.id, invocation);
-    await journal.append(accepted);
-    invocation.done = this.#pump(invocation, iterator);
+    const written = journal.append(accepted); // watchers see it at once; the pump waits for the write
+    invocation.done = this.#pump(invocation, iterator, written);
     return invocation;
   }
 
-  async #pump(invocation: Invocation, iterator: AsyncIterator<BuildEvent>): Promise<void> {
+  /** Records the build's events until its end; a journal that cannot be written stops the build. */
+  async #pump(invocation: Invocation, iterator: AsyncIterator<BuildEvent>, first: Promise<void>): Promise<void> {
     const { journal } = invocation;
     try {
+      await first;
       for (let next = await iterator.next(); !next.done; next = await iterator.next()) await journal.append(next.value);
     } catch (error) {
       const cancelled = invocation.signal.aborted;
-      await journal.append({
-        type: 'failed',
-        reason: cancelled ? 'cancelled' : 'sandbox-error',
-        message: cancelled ? (invocation.signal.reason as Error).message : `the builder failed: ${(error as Error).message}`,
-        logTail: '',
-      });
+      await iterator.return?.().catch(() => {}); // stops the sandbox when the journal failed, not the builder
+      await journal
+        .append({
+          type: 'failed',
+          reason: cancelled ? 'cancelled' : 'sandbox-error',
+          message: cancelled ? (invocation.signal.reason as Error).message : `the builder failed: ${(error as Error).message}`,
+          logTail: '',
+        })
+        .catch(() => {}); // watchers still get it from memory
     } finally {
       this.#inFlight--;
       const timer = setTimeout(() => {
