@@ -22,6 +22,7 @@ import {
   Directory,
   directoryNode,
   fileNode,
+  importPath,
   MemoryBlobService,
   MemoryDirectoryService,
   parsePathComponent,
@@ -249,6 +250,56 @@ describe('remote builds over gRPC: re-attach, large logs, keepalives, cancellati
     for await (const message of rawClients(target.socket).events.attach({ invocationId: accepted.invocationId, fromSequence: 5n }))
       tail.push(buildEventFromMessage(message));
     assert.deepEqual(normalize(tail), normalize(journal.slice(5)));
+  });
+
+  it('does not ask again about inputs the server has; uploads them again, once, when a restarted server has lost them', async () => {
+    const socket = join(dir, 'restarting.sock');
+    const startFresh = async () => {
+      const store = { blobService: new MemoryBlobService(), directoryService: new MemoryDirectoryService() };
+      const fresh = new BwrapBuildService({ ...store, sandboxDir, concurrency: 2 });
+      const started = await startKilnServer({ listen: `unix://${socket}`, ...store, builder: fresh, journalDir: join(dir, 'journals') });
+      return {
+        async close() {
+          await started.close();
+          await fresh.close();
+        },
+      };
+    };
+    const tree = join(dir, 'remembered-input');
+    await fs.mkdir(tree);
+    await fs.writeFile(join(tree, 'data'), 'remembered\n');
+    const { node } = await importPath(tree, clientStore);
+    const uploads: { bytesSent: number; directoriesSent: number }[] = [];
+    const service = new GrpcBuildService({ url: `grpc+unix://${socket}`, ...clientStore, onUpload: (u) => uploads.push(u) });
+    closers.push(() => service.close());
+    const request = shellRequest('cat /nix/store/in/data > $out', { inputs: [{ name: parsePathComponent('in'), node }] });
+    const build = async () => {
+      const events: BuildEvent[] = [];
+      for await (const event of service.build(request)) events.push(event);
+      assert.equal(events.at(-1)?.type, 'finished', JSON.stringify(events.at(-1)));
+    };
+    let server = await startFresh();
+    await build();
+    await build();
+    assert.deepEqual(
+      uploads.map((u) => [u.bytesSent, u.directoriesSent]),
+      [
+        [11, 1],
+        [0, 0],
+      ],
+    );
+    await server.close();
+    server = await startFresh();
+    closers.push(() => server.close());
+    await build();
+    assert.deepEqual(
+      uploads.slice(2).map((u) => [u.bytesSent, u.directoriesSent]),
+      [
+        [0, 0],
+        [11, 1],
+      ],
+      'nothing checked first, then everything checked and sent after the server said it lacks the input',
+    );
   });
 
   it('100 MB of log arrive complete and in order through the remote stream', async () => {
