@@ -498,32 +498,46 @@ async function trivialPart(store: FsCastore, work: string, input: Node, nix: Nix
   const bareFailed: Partial<Record<Runtime, string>> = {};
   const nixRuns: number[] = [];
   progress(`trivial builds: ${WARMUP_ROUNDS} warm-up and ${TRIVIAL_ROUNDS} measured rounds`);
+  const kilnRun = async (runtime: Runtime, measured: boolean) => {
+    const service = services[runtime];
+    if (!service) return;
+    try {
+      const elapsed = await kilnBuild(service, trivialRequest(input, nonce()));
+      if (measured) kiln[runtime].push(elapsed);
+    } catch (error) {
+      console.log(`kiln ${runtime} failed, left out: ${(error as Error).message}`);
+      await service.close();
+      delete services[runtime];
+      kiln[runtime] = [];
+    }
+  };
+  const bareRun = async (runtime: Runtime, measured: boolean, round: number) => {
+    if (bareFailed[runtime]) return;
+    try {
+      const elapsed = await refs.run(runtime, `kiln-bench-${process.pid}-${round}`);
+      if (measured) bare[runtime].push(elapsed);
+    } catch (error) {
+      bareFailed[runtime] = (error as Error).message;
+      console.log(`bare ${runtime} failed: ${bareFailed[runtime]}`);
+    }
+  };
+  const nixRun = async (measured: boolean) => {
+    const elapsed = await nix.build(1);
+    if (measured && elapsed !== undefined) nixRuns.push(elapsed);
+  };
+  const random = prng(1);
   for (let round = 0; round < WARMUP_ROUNDS + TRIVIAL_ROUNDS; round++) {
     const measured = round >= WARMUP_ROUNDS;
-    for (const runtime of RUNTIMES) {
-      const service = services[runtime];
-      if (service) {
-        try {
-          const elapsed = await kilnBuild(service, trivialRequest(input, nonce()));
-          if (measured) kiln[runtime].push(elapsed);
-        } catch (error) {
-          console.log(`kiln ${runtime} failed, left out: ${(error as Error).message}`);
-          await service.close();
-          delete services[runtime];
-          kiln[runtime] = [];
-        }
-      }
-      if (bareFailed[runtime]) continue;
-      try {
-        const elapsed = await refs.run(runtime, `kiln-bench-${process.pid}-${round}`);
-        if (measured) bare[runtime].push(elapsed);
-      } catch (error) {
-        bareFailed[runtime] = (error as Error).message;
-        console.log(`bare ${runtime} failed: ${bareFailed[runtime]}`);
-      }
+    const tasks = [
+      ...RUNTIMES.flatMap((runtime) => [() => kilnRun(runtime, measured), () => bareRun(runtime, measured, round)]),
+      () => nixRun(measured),
+    ];
+    // Shuffled each round, so no measurement always follows the same one (nix-build's fsyncs, say).
+    for (let i = tasks.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [tasks[i], tasks[j]] = [tasks[j] as () => Promise<void>, tasks[i] as () => Promise<void>];
     }
-    const nixRun = await nix.build(1);
-    if (measured && nixRun !== undefined) nixRuns.push(nixRun);
+    for (const task of tasks) await task();
   }
   for (const service of Object.values(services)) await service.close();
 
