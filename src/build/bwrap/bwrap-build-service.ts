@@ -9,7 +9,7 @@ import {
   LocalSandboxBuildService,
   type LocalSandboxOptions,
   type SandboxBuild,
-  type SandboxLaunch,
+  type SandboxCommand,
 } from '../sandbox/local-sandbox-service.js';
 import { seccompBpfProgram } from '../sandbox/seccomp.js';
 import { bwrapArgs } from './bwrap-args.js';
@@ -23,13 +23,13 @@ export class BwrapBuildService extends LocalSandboxBuildService {
   constructor(options: BwrapBuildServiceOptions) {
     const bwrap = options.bwrap ?? findExecutable('bwrap');
     if (!bwrap) throw new BuildError('SANDBOX_UNAVAILABLE', 'bwrap builds need bubblewrap (`bwrap`) on PATH');
-    super({ name: 'bwrap', launch: async (build) => launchBwrap(bwrap, build) }, options);
+    super({ name: 'bwrap', inputFdCount: 2, command: (build) => bwrapCommand(bwrap, build) }, options);
   }
 }
 
 const SECCOMP_PROGRAM = seccompBpfProgram();
 
-function launchBwrap(bwrap: string, { request, layout }: SandboxBuild): SandboxLaunch {
+function bwrapCommand(bwrap: string, { request }: SandboxBuild): SandboxCommand {
   const pwd = request.environmentVars.findIndex((e) => e.key === 'PWD');
   if (pwd >= 0 && Buffer.from(request.environmentVars[pwd]?.value ?? []).toString() !== `/${request.workingDir}`) {
     const field = `environment_vars[${pwd}].value`;
@@ -37,11 +37,13 @@ function launchBwrap(bwrap: string, { request, layout }: SandboxBuild): SandboxL
       details: { field },
     });
   }
-  const invocation = bwrapArgs(request, layout);
   return {
     // bwrap reads its options (NUL-separated raw bytes) from fd 3 and the seccomp program from fd 4.
-    argv: [bwrap, '--args', '3', '--seccomp', '4', ...invocation.command],
+    argv: [bwrap, '--args', '3', '--seccomp', '4', '--', ...request.commandArgs],
     asBuildUser: true,
-    inputFds: [Buffer.concat(invocation.options.flatMap((a) => [Buffer.from(a), Buffer.of(0)])), SECCOMP_PROGRAM],
+    async prepare(layout) {
+      const options = bwrapArgs(request, layout).options;
+      return { inputFds: [Buffer.concat(options.flatMap((a) => [Buffer.from(a), Buffer.of(0)])), SECCOMP_PROGRAM] };
+    },
   };
 }

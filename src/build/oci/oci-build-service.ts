@@ -14,16 +14,16 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { isPathWithin } from '../build-request.js';
+import { type BuildRequest, isPathWithin } from '../build-request.js';
 import { BuildError } from '../errors.js';
 import { findExecutable } from '../sandbox/find-executable.js';
 import {
   LocalSandboxBuildService,
   type LocalSandboxOptions,
   type SandboxBuild,
-  type SandboxLaunch,
+  type SandboxCommand,
 } from '../sandbox/local-sandbox-service.js';
-import { hostPathOf } from '../sandbox/sandbox-layout.js';
+import { hostPathOf, type SandboxLayout } from '../sandbox/sandbox-layout.js';
 import { ociSeccompProfile, seccompBpfProgram } from '../sandbox/seccomp.js';
 import { type OciMount, ociSpec } from './oci-spec.js';
 
@@ -67,7 +67,7 @@ export class OciBuildService extends LocalSandboxBuildService {
     if (!runtime) throw new BuildError('SANDBOX_UNAVAILABLE', `oci builds with ${options.runtime} need \`${options.runtime}\` on PATH`);
     if (process.getuid?.() !== 0) throw new BuildError('SANDBOX_UNAVAILABLE', 'oci builds need root (the runtime maps ids itself)');
     const driver = new OciDriver(options.runtime, runtime, options);
-    super({ name: `oci(${options.runtime})`, launch: (build) => driver.launch(build) }, options);
+    super({ name: `oci(${options.runtime})`, inputFdCount: 0, command: (build) => driver.command(build) }, options);
   }
 }
 
@@ -82,44 +82,73 @@ class OciDriver {
     this.#options = options;
   }
 
-  async launch(build: SandboxBuild): Promise<SandboxLaunch> {
-    const { request, layout, buildUid, invocationId } = build;
+  command(build: SandboxBuild): SandboxCommand {
+    const { request, buildUid, invocationId } = build;
     const id = `kiln-${invocationId}`;
     const bundle = join(this.#options.bundleRoot ?? build.buildDir, this.#options.bundleRoot ? id : 'bundle');
     const rootfs = join(bundle, 'rootfs');
-    const spec = ociSpec(
-      request,
-      layout,
-      { buildUid, rootUid: buildUid + (this.#options.rootUidOffset ?? ROOT_UID_OFFSET) },
-      this.#runtime === 'runc' ? { cgroupsPath: id, seccomp: SECCOMP_PROFILE } : { annotations: CRUN_SECCOMP },
-    );
-    await fs.mkdir(rootfs, { recursive: true, mode: 0o755 });
-    await fs.chmod(bundle, 0o711);
-    for (const mount of spec.mounts) await makeMountPoint(mount, rootfs, (path) => scratchHostPath(build, path));
-    await fs.chmod(join(rootfs, 'tmp'), 0o1777);
-    await fs.writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
-    const run =
-      this.#runtime === 'crun'
-        ? [this.#binary, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id]
-        : [this.#binary, 'run', '--keep', '--bundle', bundle, id];
-    const runtimeCommand = (...args: string[]) => runQuietly(this.#binary, args);
+    const runtime = this.#runtime;
+    const binary = this.#binary;
+    const options = this.#options;
     return {
       argv:
-        this.#runtime === 'crun' ? ['unshare', '-m', '--propagation', 'private', '/bin/sh', '-c', CRUN_PRELUDE, 'kiln-crun', ...run] : run,
+        runtime === 'crun'
+          ? withoutHybridCgroups([binary, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id])
+          : [binary, 'run', '--keep', '--bundle', bundle, id],
       asBuildUser: false,
-      // runc nests the container in a cgroup of its own and is asked to kill it; a crun container is in the
-      // build's cgroups, where the default stop (kill every process in them) reaches it.
-      ...(this.#runtime === 'runc' ? { stop: () => runtimeCommand('kill', '--all', id, 'KILL') } : {}),
-      cleanup: async () => {
-        if (existsSync(join('/run', this.#runtime, id))) await runtimeCommand('delete', '--force', id);
-        if (this.#options.bundleRoot) await fs.rm(bundle, { recursive: true, force: true });
+      async prepare(layout) {
+        const spec = ociSpec(
+          request,
+          layout,
+          { buildUid, rootUid: buildUid + (options.rootUidOffset ?? ROOT_UID_OFFSET) },
+          runtime === 'runc' ? { cgroupsPath: id, seccomp: SECCOMP_PROFILE } : { annotations: CRUN_SECCOMP },
+        );
+        await fs.mkdir(rootfs, { recursive: true, mode: 0o755 });
+        await fs.chmod(bundle, 0o711);
+        for (const mount of spec.mounts) await makeMountPoint(mount, rootfs, (path) => scratchHostPath(request, layout, path));
+        await fs.chmod(join(rootfs, 'tmp'), 0o1777);
+        await fs.writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
+        return {
+          // runc nests the container in a cgroup of its own and is asked to kill it; a crun container is in the
+          // build's cgroups, where the default stop (kill every process in them) reaches it.
+          ...(runtime === 'runc' ? { stop: () => runQuietly(binary, ['kill', '--all', id, 'KILL']) } : {}),
+          cleanup: async () => {
+            await removeContainer(runtime, binary, id);
+            if (options.bundleRoot) await fs.rm(bundle, { recursive: true, force: true });
+          },
+        };
       },
     };
   }
 }
 
+/**
+ * Forgets a container that has exited. For a stopped runc container that
+ * is its state directory and its (empty) cgroups, which Kiln removes
+ * itself, sparing a `runc delete` process per build; anything else, or
+ * anything that will not go, is left to `delete --force`.
+ */
+async function removeContainer(runtime: OciRuntime, binary: string, id: string): Promise<void> {
+  const stateDir = join('/run', runtime, id);
+  if (!existsSync(stateDir)) return;
+  if (runtime === 'runc') {
+    try {
+      const state = JSON.parse(await fs.readFile(join(stateDir, 'state.json'), 'utf8')) as { cgroup_paths?: Record<string, string> };
+      const paths = [...new Set(Object.values(state.cgroup_paths ?? {}))].filter((p) => p.startsWith('/sys/fs/cgroup/'));
+      await Promise.all(
+        paths.map((path) => fs.rmdir(path).catch((error) => (error.code === 'ENOENT' ? undefined : Promise.reject(error)))),
+      );
+      await fs.rm(stateDir, { recursive: true, force: true });
+      return;
+    } catch {
+      // fall through to the runtime
+    }
+  }
+  await runQuietly(binary, ['delete', '--force', id]);
+}
+
 /** The host path behind a sandbox path that lies in a scratch path, if it does. */
-function scratchHostPath({ request, layout }: SandboxBuild, sandboxPath: string): string | undefined {
+function scratchHostPath(request: BuildRequest, layout: SandboxLayout, sandboxPath: string): string | undefined {
   const relative = sandboxPath.slice(1);
   if (!request.scratchPaths.some((scratch) => isPathWithin(relative, scratch))) return undefined;
   return hostPathOf(request, layout.scratchDirs, relative);

@@ -52,10 +52,9 @@ export interface LocalSandboxOptions extends SandboxLimits {
   systems?: readonly string[];
 }
 
-/** One build, as a driver sees it when asked to start it. */
+/** One build, as a driver sees it. */
 export interface SandboxBuild {
   readonly request: BuildRequest;
-  readonly layout: SandboxLayout;
   /** A fresh directory for this build only, removed afterwards. */
   readonly buildDir: string;
   /** The host uid and gid the sandbox's uid 1000 / gid 100 must map to. */
@@ -63,13 +62,22 @@ export interface SandboxBuild {
   readonly invocationId: string;
 }
 
-/** How a driver starts one sandbox. */
-export interface SandboxLaunch {
-  /** The command, run inside the build's cgroups with stdout and stderr captured. */
+/** The sandbox's command, known before its files are laid out. */
+export interface SandboxCommand {
+  /**
+   * The command, started early inside the build's cgroups with stdout and
+   * stderr captured; it runs once `prepare` has returned. It reads the
+   * prepared `inputFds` from fd 3, 4, … in order.
+   */
   readonly argv: readonly string[];
   /** Run it as the build user (bwrap), or as root (an OCI runtime that maps ids itself). */
   readonly asBuildUser: boolean;
-  /** Bytes for the command to read from fd 3, 4, … in order (bwrap takes its options and seccomp program so). */
+  /** Writes what the runtime needs on disk (a bundle) and returns the data for its fds and how to stop and clean up. */
+  prepare(layout: SandboxLayout): Promise<SandboxLaunch>;
+}
+
+export interface SandboxLaunch {
+  /** Bytes for the command's fd 3, 4, … (bwrap takes its options and seccomp program so). */
   readonly inputFds?: readonly Uint8Array[];
   /** Stops every process of the sandbox; default: SIGKILL the command's process group. */
   stop?(): Promise<void>;
@@ -80,7 +88,20 @@ export interface SandboxLaunch {
 export interface SandboxDriver {
   /** The backend's name in events, e.g. `bwrap` or `oci(runc)`. */
   readonly name: string;
-  launch(build: SandboxBuild): Promise<SandboxLaunch>;
+  /** How many fds the command reads (they are piped before anything else is known). */
+  readonly inputFdCount: number;
+  command(build: SandboxBuild): SandboxCommand;
+}
+
+/**
+ * The build's first process: it joins the build's cgroups (whose
+ * `cgroup.procs` files come before `--`), then waits on fd 3 for the word to
+ * go (while Kiln lays out the sandbox), closes it and execs the command,
+ * whose fds are then 4, 5, … moved down to 3, 4, ….
+ */
+function wrapperScript(inputFds: number): string {
+  const moves = Array.from({ length: inputFds }, (_, i) => `${3 + i}<&${4 + i} ${4 + i}<&-`).join(' ');
+  return `while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; IFS= read -r go <&3 || exit 125; exec 3<&- ${moves} "$@"`;
 }
 
 export class LocalSandboxBuildService implements BuildService {
@@ -117,15 +138,13 @@ export class LocalSandboxBuildService implements BuildService {
     let cgroup: BuildCgroup | undefined;
     let user: BuildUserLock | undefined;
     try {
-      await fs.mkdir(this.#sandboxDir, { recursive: true, mode: 0o711 });
-      await fs.chmod(this.#sandboxDir, 0o711);
+      await this.#sandboxDirReady();
       user = await lockBuildUser(join(this.#sandboxDir, 'locks'), this.#options.buildUidBase ?? DEFAULT_BUILD_UID_BASE);
       if (!user) throw new BuildError('SANDBOX_UNAVAILABLE', `every build user is busy (locks in ${join(this.#sandboxDir, 'locks')})`);
       const uid = user.uid;
       buildDir = await fs.mkdtemp(join(this.#sandboxDir, 'build-'));
       await fs.chmod(buildDir, 0o711);
-      const layout = await this.#prepare(request, buildDir, uid, signal);
-      launch = await this.#driver.launch({ request, layout, buildDir, buildUid: uid, invocationId });
+      const command = this.#driver.command({ request, buildDir, buildUid: uid, invocationId });
       cgroup = await BuildCgroup.create(
         `kiln-${invocationId}`,
         {
@@ -134,20 +153,27 @@ export class LocalSandboxBuildService implements BuildService {
         },
         uid,
       );
+      // Started first: joining cgroups can take the kernel milliseconds, which pass while the sandbox is laid out.
+      const fdCount = this.#driver.inputFdCount;
+      child = spawn('/bin/sh', ['-c', wrapperScript(fdCount), 'kiln-sandbox', ...cgroup.procsFiles, '--', ...command.argv], {
+        ...(command.asBuildUser ? { uid, gid: uid } : {}),
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe', ...Array.from({ length: fdCount }, () => 'pipe' as const)],
+        detached: true,
+      });
+      const pipes = Array.from({ length: fdCount + 1 }, (_, i) => child?.stdio[3 + i] as NodeJS.WritableStream);
+      for (const pipe of pipes) pipe.on('error', () => {}); // the sandbox failed to start; its exit status and log say why
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+        child?.once('error', reject);
+        child?.once('close', (code, sig) => resolve({ code, signal: sig }));
+      });
+      exited.catch(() => {});
+      const layout = await this.#prepare(request, buildDir, uid, signal);
+      launch = await command.prepare(layout);
+      for (const [i, bytes] of (launch.inputFds ?? []).entries()) pipes[1 + i]?.end(bytes);
+      (pipes[0] as NodeJS.WritableStream).end('go\n');
       const started = performance.now();
       const events = new AsyncQueue<BuildEvent>();
       const tail = new LogTail(LOG_TAIL_LINES);
-      const enter = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
-      child = spawn('/bin/sh', ['-c', enter, 'kiln-enter-cgroup', ...cgroup.procsFiles, '--', ...launch.argv], {
-        ...(launch.asBuildUser ? { uid, gid: uid } : {}),
-        stdio: ['ignore', 'pipe', 'pipe', ...(launch.inputFds ?? []).map(() => 'pipe' as const)],
-        detached: true,
-      });
-      for (const [i, bytes] of (launch.inputFds ?? []).entries()) {
-        const stream = child.stdio[3 + i] as NodeJS.WritableStream;
-        stream.on('error', () => {}); // the sandbox failed to start; its exit status and log say why
-        stream.end(bytes);
-      }
       const offsets = { stdout: 0, stderr: 0 };
       for (const stream of ['stdout', 'stderr'] as const) {
         child[stream]?.on('data', (data: Buffer) => {
@@ -156,10 +182,6 @@ export class LocalSandboxBuildService implements BuildService {
           tail.add(data);
         });
       }
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-        child?.once('error', reject);
-        child?.once('close', (code, sig) => resolve({ code, signal: sig }));
-      });
       exited.then(
         () => events.end(),
         (error) => events.fail(error),
@@ -248,13 +270,23 @@ export class LocalSandboxBuildService implements BuildService {
         peakMemoryBytes: usage.peakMemoryBytes,
       };
     } finally {
-      if (child && launch && cgroup) await stopSandbox({ child, launch, cgroup });
+      if (child && cgroup) await stopSandbox({ child, launch: launch ?? {}, cgroup });
       await launch?.cleanup?.();
-      await cgroup?.destroy();
-      await user?.release();
-      if (buildDir) await fs.rm(buildDir, { recursive: true, force: true });
+      await Promise.all([cgroup?.destroy(), user?.release(), buildDir && fs.rm(buildDir, { recursive: true, force: true })]);
       this.#release(slot);
     }
+  }
+
+  #sandboxDirMade: Promise<void> | undefined;
+
+  /** Creates the sandbox directory (traversable by build users) once per service. */
+  #sandboxDirReady(): Promise<void> {
+    this.#sandboxDirMade ??= (async () => {
+      await fs.mkdir(this.#sandboxDir, { recursive: true, mode: 0o711 });
+      await fs.chmod(this.#sandboxDir, 0o711);
+    })();
+    this.#sandboxDirMade.catch(() => (this.#sandboxDirMade = undefined));
+    return this.#sandboxDirMade;
   }
 
   async #prepare(request: BuildRequest, buildDir: string, uid: number, signal?: AbortSignal): Promise<SandboxLayout> {
@@ -299,7 +331,15 @@ export class LocalSandboxBuildService implements BuildService {
 }
 
 /** Ends the sandbox: the driver's way first, then every process left in the build's cgroups. */
-async function stopSandbox({ child, launch, cgroup }: { child: ChildProcess; launch: SandboxLaunch; cgroup: BuildCgroup }): Promise<void> {
+async function stopSandbox({
+  child,
+  launch,
+  cgroup,
+}: {
+  child: ChildProcess;
+  launch: Pick<SandboxLaunch, 'stop'>;
+  cgroup: BuildCgroup;
+}): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
   if (launch.stop) {
     await launch.stop().catch(() => {});
