@@ -64,7 +64,8 @@ describe('EventJournal', () => {
     await journal.append(accepted);
     for (let i = 0; i < count; i++) await journal.append(log(`${i}:${chunk}`, i));
     await journal.append(failed);
-    assert.equal(await openFds(), fdsBefore, 'no descriptor held after the terminal event');
+    await journal.written();
+    assert.equal(await openFds(), fdsBefore, 'no descriptor held once the terminal event is written');
     const all = await readAll(journal);
     assert.equal(all.length, count + 2);
     assert.deepEqual(
@@ -100,6 +101,19 @@ describe('EventJournal', () => {
     assert.deepEqual(
       sequences,
       Array.from({ length: count + 1 }, (_, i) => i + 1),
+    );
+    await journal.close();
+  });
+
+  it('when the file cannot be written, tells the writer and still gives watchers every event from memory', async () => {
+    const journal = EventJournal.create(join(dir, 'no-such-dir', 'failing.events'));
+    const reading = readAll(journal);
+    await journal.append(accepted);
+    await assert.rejects(journal.written(), /ENOENT/);
+    await assert.rejects(journal.append(failed), /ENOENT/);
+    assert.deepEqual(
+      (await reading).map((e) => e.event.type),
+      ['accepted', 'failed'],
     );
     await journal.close();
   });

@@ -35,7 +35,9 @@ export class EventJournal {
   /** The latest events by sequence, at most `RECENT_BYTES` in all (the newest is always kept). */
   readonly #recent = new Map<number, Uint8Array>();
   #recentBytes = 0;
+  /** The chain of writes; never rejects (a failure is kept in `#failure`). */
   #appending: Promise<void> = Promise.resolve();
+  #unwrittenBytes = 0;
   #failure: unknown;
   #complete = false;
   #closed = false;
@@ -61,23 +63,23 @@ export class EventJournal {
   }
 
   /**
-   * Records `event` as the next in sequence: watchers see it at once; the
-   * returned promise settles once it is in the file (writes are serialized).
+   * Records `event` as the next in sequence: watchers see it at once, and
+   * it is written to the file behind them (writes are serialized). The
+   * returned promise settles at once while less than `RECENT_BYTES` wait to
+   * be written, else once they are (so a fast builder is held back by the
+   * disk, and memory stays bounded). Once a write has failed it rejects,
+   * though watchers still get the event from memory.
    */
   append(event: BuildEvent): Promise<void> {
-    if (this.#complete || this.#closed) return this.#appending;
+    if (this.#complete || this.#closed) return this.#failure === undefined ? Promise.resolve() : Promise.reject(this.#failure);
     const sequence = this.#count++;
     const terminal = isTerminal(event);
     this.#complete = terminal;
     const bytes = toBinary(BuildEventSchema, buildEventToMessage(event, sequence));
     this.#recent.set(sequence, bytes);
     this.#recentBytes += bytes.byteLength;
-    for (let oldest = sequence - this.#recent.size + 1; this.#recentBytes > RECENT_BYTES && oldest < sequence; oldest++) {
-      const evicted = this.#recent.get(oldest);
-      if (evicted === undefined || oldest >= this.#offsets.length) break; // not written yet: keep it
-      this.#recent.delete(oldest);
-      this.#recentBytes -= evicted.byteLength;
-    }
+    this.#evict(sequence);
+    this.#unwrittenBytes += bytes.byteLength;
     this.#notify();
     this.#appending = this.#appending.then(async () => {
       if (this.#closed || this.#failure !== undefined) return;
@@ -88,18 +90,36 @@ export class EventJournal {
       } catch (error) {
         this.#failure = error;
         this.#notify();
-        throw error;
+        return;
       }
       this.#offsets.push(this.#end);
       this.#end += bytes.byteLength;
+      this.#unwrittenBytes -= bytes.byteLength;
       if (terminal) {
         await this.#closeWriter();
         this.#recent.clear(); // the build is over: late readers read the file
         this.#recentBytes = 0;
-      }
+      } else this.#evict(this.#count - 1);
       this.#notify();
     });
-    return this.#appending;
+    if (this.#failure !== undefined) return Promise.reject(this.#failure); // recorded in memory all the same
+    return this.#unwrittenBytes < RECENT_BYTES ? Promise.resolve() : this.written();
+  }
+
+  /** Settles once everything appended so far is in the file; rejects if a write failed. */
+  async written(): Promise<void> {
+    await this.#appending;
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  /** Drops the oldest written events from memory while it holds more than `RECENT_BYTES` (never the newest). */
+  #evict(newest: number): void {
+    for (let oldest = newest - this.#recent.size + 1; this.#recentBytes > RECENT_BYTES && oldest < newest; oldest++) {
+      const evicted = this.#recent.get(oldest);
+      if (evicted === undefined || oldest >= this.#offsets.length) break; // not written yet: keep it
+      this.#recent.delete(oldest);
+      this.#recentBytes -= evicted.byteLength;
+    }
   }
 
   /**
@@ -161,7 +181,7 @@ export class EventJournal {
     if (this.#closed) return;
     this.#closed = true;
     this.#notify();
-    await this.#appending.catch(() => {});
+    await this.#appending;
     await this.#closeWriter();
     this.#recent.clear();
     this.#recentBytes = 0;

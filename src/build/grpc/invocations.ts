@@ -128,8 +128,8 @@ export class Invocations {
     const invocation = new Invocation(accepted.invocationId, accepted.buildId, journal, options.reattachGraceMs ?? 0);
     invocation.signal.addEventListener('abort', () => controller.abort(invocation.signal.reason), { once: true });
     this.#byId.set(invocation.id, invocation);
-    const written = journal.append(accepted); // watchers see it at once; the pump waits for the write
-    invocation.done = this.#pump(invocation, iterator, written);
+    const appended = journal.append(accepted); // watchers see it at once
+    invocation.done = this.#pump(invocation, iterator, appended);
     return invocation;
   }
 
@@ -139,6 +139,7 @@ export class Invocations {
     try {
       await first;
       for (let next = await iterator.next(); !next.done; next = await iterator.next()) await journal.append(next.value);
+      await journal.written();
     } catch (error) {
       const cancelled = invocation.signal.aborted;
       await iterator.return?.().catch(() => {}); // stops the sandbox when the journal failed, not the builder
