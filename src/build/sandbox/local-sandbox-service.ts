@@ -94,14 +94,14 @@ export interface SandboxDriver {
 }
 
 /**
- * The build's first process: it joins the build's cgroups (whose
- * `cgroup.procs` files come before `--`), then waits on fd 3 for the word to
+ * The build's first process: it joins the build's cgroups (whose `tasks`
+ * files come before `--`), then waits on fd 3 for the word to
  * go (while Kiln lays out the sandbox), closes it and execs the command,
  * whose fds are then 4, 5, … moved down to 3, 4, ….
  */
 function wrapperScript(inputFds: number): string {
   const moves = Array.from({ length: inputFds }, (_, i) => `${3 + i}<&${4 + i} ${4 + i}<&-`).join(' ');
-  return `while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; IFS= read -r go <&3 || exit 125; exec 3<&- ${moves} "$@"`;
+  return `while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift; IFS= read -r go <&3 || exit 125; exec 3<&- ${moves} "$@"`;
 }
 
 export class LocalSandboxBuildService implements BuildService {
@@ -155,7 +155,7 @@ export class LocalSandboxBuildService implements BuildService {
       );
       // Started first: joining cgroups can take the kernel milliseconds, which pass while the sandbox is laid out.
       const fdCount = this.#driver.inputFdCount;
-      child = spawn('/bin/sh', ['-c', wrapperScript(fdCount), 'kiln-sandbox', ...cgroup.procsFiles, '--', ...command.argv], {
+      child = spawn('/bin/sh', ['-c', wrapperScript(fdCount), 'kiln-sandbox', ...cgroup.tasksFiles, '--', ...command.argv], {
         ...(command.asBuildUser ? { uid, gid: uid } : {}),
         stdio: ['ignore', 'pipe', 'pipe', 'pipe', ...Array.from({ length: fdCount }, () => 'pipe' as const)],
         detached: true,
