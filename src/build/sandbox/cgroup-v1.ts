@@ -11,8 +11,7 @@
  * so `stats()` sums the counters of the whole subtree: a runtime that nests
  * must keep its cgroup until the stats are read.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import * as fs from 'node:fs/promises';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = '/sys/fs/cgroup';
@@ -39,9 +38,12 @@ export function cgroupV1Unavailable(): string | undefined {
   return undefined;
 }
 
+let ownCgroups: string | undefined;
+
 /** This process's cgroup path in one controller's hierarchy. */
 function ownPath(controller: Controller): string {
-  for (const line of readFileSync('/proc/self/cgroup', 'utf8').split('\n')) {
+  ownCgroups ??= readFileSync('/proc/self/cgroup', 'utf8');
+  for (const line of ownCgroups.split('\n')) {
     const [, controllers, path] = line.split(':');
     if (controllers?.split(',').includes(controller)) return path ?? '/';
   }
@@ -59,15 +61,14 @@ export class BuildCgroup {
   static async create(name: string, limits: CgroupLimits, uid: number): Promise<BuildCgroup> {
     const dirs = Object.fromEntries(CONTROLLERS.map((c) => [c, join(ROOT, c, ownPath(c), name)])) as Record<Controller, string>;
     const cgroup = new BuildCgroup(dirs);
+    // Each of these takes the kernel microseconds: synchronous calls cost less than trips through the thread pool.
     try {
       for (const dir of Object.values(dirs)) {
-        await fs.mkdir(dir);
-        await fs.chown(join(dir, 'tasks'), uid, -1);
+        mkdirSync(dir);
+        chownSync(join(dir, 'tasks'), uid, -1);
       }
-      await fs.writeFile(join(dirs.pids, 'pids.max'), String(limits.pidsMax));
-      if (limits.memoryLimitBytes !== undefined) {
-        await fs.writeFile(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryLimitBytes));
-      }
+      writeFileSync(join(dirs.pids, 'pids.max'), String(limits.pidsMax));
+      if (limits.memoryLimitBytes !== undefined) writeFileSync(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryLimitBytes));
     } catch (error) {
       await cgroup.destroy();
       throw error;
@@ -81,12 +82,15 @@ export class BuildCgroup {
   }
 
   async stats(): Promise<CgroupStats> {
-    const read = async (controller: Controller, file: string) => (await fs.readFile(join(this.#dirs[controller], file), 'utf8')).trim();
-    const cpuNs = Number(await read('cpuacct', 'cpuacct.usage'));
-    const peak = Number(await read('memory', 'memory.max_usage_in_bytes'));
+    const read = (controller: Controller, file: string) => readFileSync(join(this.#dirs[controller], file), 'utf8').trim();
+    const cpuNs = Number(read('cpuacct', 'cpuacct.usage'));
+    const peak = Number(read('memory', 'memory.max_usage_in_bytes'));
     let oomKills = 0;
-    for (const dir of await subtree(this.#dirs.memory)) {
-      const oomControl = await fs.readFile(join(dir, 'memory.oom_control'), 'utf8').catch(() => '');
+    for (const dir of subtree(this.#dirs.memory)) {
+      let oomControl = '';
+      try {
+        oomControl = readFileSync(join(dir, 'memory.oom_control'), 'utf8');
+      } catch {}
       oomKills += Number(/oom_kill (\d+)/.exec(oomControl)?.[1] ?? 0);
     }
     return { cpuTimeMs: Math.round(cpuNs / 1e6), peakMemoryBytes: peak, oomKilled: oomKills > 0 };
@@ -95,7 +99,7 @@ export class BuildCgroup {
   /** SIGKILLs every process still in the build's pids cgroup or below it, until none is left. */
   async killAll(): Promise<void> {
     for (let round = 0; round < 50; round++) {
-      const pids = await this.#pids();
+      const pids = this.#pids();
       if (pids.length === 0) return;
       for (const pid of pids) {
         try {
@@ -106,11 +110,11 @@ export class BuildCgroup {
     }
   }
 
-  async #pids(): Promise<number[]> {
+  #pids(): number[] {
     const pids: number[] = [];
-    for (const dir of await subtree(this.#dirs.pids)) {
+    for (const dir of subtree(this.#dirs.pids)) {
       try {
-        const text = await fs.readFile(join(dir, 'cgroup.procs'), 'utf8');
+        const text = readFileSync(join(dir, 'cgroup.procs'), 'utf8');
         pids.push(...text.split('\n').filter(Boolean).map(Number));
       } catch {}
     }
@@ -121,10 +125,10 @@ export class BuildCgroup {
   async destroy(): Promise<void> {
     await this.killAll();
     for (const top of Object.values(this.#dirs)) {
-      for (const dir of (await subtree(top)).reverse()) {
+      for (const dir of subtree(top).reverse()) {
         for (let attempt = 0; attempt < 50 && existsSync(dir); attempt++) {
           try {
-            await fs.rmdir(dir);
+            rmdirSync(dir);
           } catch (error) {
             const code = (error as NodeJS.ErrnoException).code;
             if (code === 'ENOENT') break;
@@ -138,11 +142,11 @@ export class BuildCgroup {
 }
 
 /** `dir` and every cgroup below it, parents before children. */
-async function subtree(dir: string): Promise<string[]> {
+function subtree(dir: string): string[] {
   const dirs = [dir];
   for (let i = 0; i < dirs.length; i++) {
     try {
-      for (const entry of await fs.readdir(dirs[i] as string, { withFileTypes: true }))
+      for (const entry of readdirSync(dirs[i] as string, { withFileTypes: true }))
         if (entry.isDirectory()) dirs.push(join(dirs[i] as string, entry.name));
     } catch {}
   }

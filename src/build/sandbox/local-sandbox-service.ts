@@ -10,7 +10,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { lstatSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdtempSync, rmSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -142,8 +142,8 @@ export class LocalSandboxBuildService implements BuildService {
       user = await lockBuildUser(join(this.#sandboxDir, 'locks'), this.#options.buildUidBase ?? DEFAULT_BUILD_UID_BASE);
       if (!user) throw new BuildError('SANDBOX_UNAVAILABLE', `every build user is busy (locks in ${join(this.#sandboxDir, 'locks')})`);
       const uid = user.uid;
-      buildDir = await fs.mkdtemp(join(this.#sandboxDir, 'build-'));
-      await fs.chmod(buildDir, 0o711);
+      buildDir = mkdtempSync(join(this.#sandboxDir, 'build-'));
+      chmodSync(buildDir, 0o711);
       const command = this.#driver.command({ request, buildDir, buildUid: uid, invocationId });
       cgroup = await BuildCgroup.create(
         `kiln-${invocationId}`,
@@ -272,7 +272,7 @@ export class LocalSandboxBuildService implements BuildService {
     } finally {
       if (child && cgroup) await stopSandbox({ child, launch: launch ?? {}, cgroup });
       await launch?.cleanup?.();
-      await Promise.all([cgroup?.destroy(), user?.release(), buildDir && fs.rm(buildDir, { recursive: true, force: true })]);
+      await Promise.all([cgroup?.destroy(), user?.release(), buildDir && rmSync(buildDir, { recursive: true, force: true })]);
       this.#release(slot);
     }
   }

@@ -4,7 +4,7 @@
  * (owned by the build user), additional files outside the scratch paths,
  * and the materialized inputs (shared, from the inputs cache).
  */
-import { existsSync } from 'node:fs';
+import { chownSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { AbortOptions } from '../../common/abort.js';
@@ -38,18 +38,20 @@ export async function prepareSandboxLayout(
   inputs: InputsCache,
   options: AbortOptions & { shell?: string } = {},
 ): Promise<SandboxLayout> {
+  // A few tiny files and directories: synchronous calls cost less than trips through the thread pool.
   const etcDir = join(buildDir, 'etc');
-  await fs.mkdir(etcDir, { mode: 0o755 });
+  mkdirSync(etcDir, { mode: 0o755 });
   for (const [name, content] of Object.entries(etcFiles(`/${request.workingDir}`)))
-    await fs.writeFile(join(etcDir, name), content, { mode: 0o444 });
+    writeFileSync(join(etcDir, name), content, { mode: 0o444 });
   // With the host's network, the host's name resolution too (as Nix gives fixed-output derivations).
   if (request.constraints?.networkAccess)
-    for (const name of NETWORK_ETC_FILES) if (existsSync(`/etc/${name}`)) await fs.copyFile(`/etc/${name}`, join(etcDir, name));
+    for (const name of NETWORK_ETC_FILES) if (existsSync(`/etc/${name}`)) copyFileSync(`/etc/${name}`, join(etcDir, name));
   const scratchDirs: string[] = [];
+  mkdirSync(join(buildDir, 'scratch'), { mode: 0o755 });
   for (const [i] of request.scratchPaths.entries()) {
     const dir = join(buildDir, 'scratch', String(i));
-    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
-    await fs.chown(dir, owner.uid, owner.gid);
+    mkdirSync(dir, { mode: 0o755 });
+    chownSync(dir, owner.uid, owner.gid);
     scratchDirs.push(dir);
   }
   const extraFiles: { hostPath: string; sandboxPath: string }[] = [];
