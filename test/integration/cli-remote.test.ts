@@ -285,9 +285,11 @@ describe('remote builds through kiln serve and kiln build --builder grpc+…', {
       result.stderr,
       /^error: builder grpc\+unix:\/\/\S+: the build was lost with the connection: the server no longer knows it \(restarted\?\): \[not_found\] no build with invocation id /m,
     );
-    const verify = await runKiln(['castore', 'verify', '--store', store]);
+    const verify = await runKiln(['castore', 'verify', '--json', '--store', store]);
     assert.equal(verify.status, 0, verify.stdout + verify.stderr);
-    assert.match(verify.stdout, /all good/);
+    const report = JSON.parse(verify.stdout);
+    assert.deepEqual(report.problems, []);
+    assert.ok(report.blobs > 0 && report.directories > 0, verify.stdout);
     const again = await runKiln(['build', sampleRequest, '--input', sampleInput, '--builder', `grpc+${restarted.address}`], env);
     assert.equal(again.status, 0, again.stderr);
   });
