@@ -15,6 +15,8 @@ import { type BuilderInfo, GrpcBuildService } from './grpc-build-service.js';
 
 /** How long a builder may take to describe itself before it counts as unreachable. */
 const DESCRIBE_TIMEOUT_MS = 3000;
+/** How many builds' placements a dispatcher remembers (to find their outputs). */
+const MAX_PLACED = 10_000;
 
 export class DispatchingBuildService implements BuildService {
   readonly name: string;
@@ -38,6 +40,8 @@ export class DispatchingBuildService implements BuildService {
           if (event.type === 'accepted') {
             accepted = true;
             this.#placed.set(event.invocationId, builder);
+            // Remember the latest builds only (a Map iterates oldest first).
+            if (this.#placed.size > MAX_PLACED) this.#placed.delete(this.#placed.keys().next().value as string);
           }
           yield event;
         }
