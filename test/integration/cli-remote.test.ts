@@ -241,7 +241,7 @@ describe('remote builds through kiln serve and kiln build --builder grpc+…', {
     await assert.rejects(fs.access(server.address.slice('unix://'.length)), 'the socket is removed');
   });
 
-  it('on SIGTERM with --drain-timeout, cancels what is still running at the deadline and leaves nothing behind', async () => {
+  it('on SIGINT with --drain-timeout, cancels what is still running at the deadline and leaves nothing behind', async () => {
     const { server } = await serve(unixSocket, ['--drain-timeout', '1s']);
     const marker = `drain-deadline-${process.pid}`;
     const running = watchKiln(
@@ -251,7 +251,7 @@ describe('remote builds through kiln serve and kiln build --builder grpc+…', {
     await running.waitFor('started\n');
     assert.ok(processesMatching(marker).length > 0, 'the build runs');
     const sent = performance.now();
-    server.child.kill('SIGTERM');
+    server.child.kill('SIGINT');
     const result = await running.done;
     assert.equal(result.status, 1, result.stderr);
     assert.match(result.stderr, /^error: build failed \(cancelled\): the build was cancelled: the server is shutting down$/m);
