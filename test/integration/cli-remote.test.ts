@@ -5,6 +5,7 @@
  * killed mid-build; several builders. Real bubblewrap behind the server.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -272,6 +273,15 @@ describe('remote builds through kiln serve and kiln build --builder grpc+…', {
     await client.waitFor('started\n');
     assert.ok(processesMatching(marker).length > 0, 'the build runs');
     assert.equal((await buildDirsIn(sandbox)).length, 1);
+    // The build's cgroups, named after the invocation ids the server's journals are named after.
+    const pid = server.child.pid as number;
+    const ids = (await fs.readdir(join(dir, 'journals', String(pid)))).map((name) => name.replace(/\.events$/, ''));
+    const cgroupLine = (await fs.readFile(`/proc/${pid}/cgroup`, 'utf8'))
+      .split('\n')
+      .find((l) => l.split(':')[1]?.split(',').includes('pids'));
+    const cgroups = () =>
+      ids.map((id) => join('/sys/fs/cgroup/pids', cgroupLine?.split(':')[2] ?? '/', `kiln-${id}`)).filter((d) => existsSync(d));
+    assert.equal(cgroups().length, 1, 'the running build has its cgroup');
     await server.stop('SIGKILL');
     assert.ok(await eventually(() => processesMatching(marker).length === 0, 3000), 'the sandbox died with the server');
 
@@ -279,6 +289,7 @@ describe('remote builds through kiln serve and kiln build --builder grpc+…', {
     servers.push(restarted);
     assert.match(restarted.stderr(), /cleaned up after a server that did not shut down: 1 build\(s\), 1 build dir\(s\)/);
     assert.deepEqual(await buildDirsIn(sandbox), [], 'no build dir survives');
+    assert.deepEqual(cgroups(), [], 'no cgroup survives');
     const result = await client.done;
     assert.equal(result.status, 1, result.stderr);
     assert.match(
