@@ -10,7 +10,7 @@ import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { bwrapSkipReason } from '../../src/build/testing/index.js';
-import { buildDirsIn, processesMatching, sandboxDir, shellRequest, tempDir, writeRequest } from './build-cli-kit.js';
+import { buildDirsIn, interruptKiln, processesMatching, sandboxDir, shellRequest, tempDir, writeRequest } from './build-cli-kit.js';
 import { repo, runKiln } from './run-kiln.js';
 import { eventually, opensslSkipReason, type ServerProcess, selfSignedCert, startServer, watchKiln } from './serve-kit.js';
 
@@ -95,6 +95,21 @@ describe('remote builds through kiln serve and kiln build --builder grpc+…', {
     const result = await watched.done;
     assert.equal(result.status, 1);
     assert.match(result.stderr, /^first\nsecond\nerror: build failed \(exit-code\): the build exited with status 3$/m);
+  });
+
+  it('Ctrl-C on kiln build cancels the remote build: exit 130, the sandbox gone within a second', async () => {
+    const { server } = await serve(unixSocket);
+    const marker = `remote-ctrl-c-${process.pid}`;
+    const result = await interruptKiln(
+      ['build', await request(`echo remote-started; sleep 300 # ${marker}`), '--builder', `grpc+${server.address}`],
+      await clientEnv(),
+      'remote-started',
+      () => ({ processes: processesMatching(marker), containers: [] }),
+    );
+    assert.equal(result.status, 130, result.stderr);
+    assert.ok(result.whileRunning.processes.length > 0, 'the build was running');
+    assert.ok(await eventually(() => processesMatching(marker).length === 0, 1000), 'the sandbox is gone within a second');
+    assert.ok(await eventually(async () => (await buildDirsIn(sandbox)).length === 0, 3000));
   });
 
   describe('TLS', { skip: noOpenssl ?? false }, () => {
