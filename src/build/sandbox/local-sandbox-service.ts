@@ -189,6 +189,7 @@ export class LocalSandboxBuildService implements BuildService {
       const running = { child, launch, cgroup };
       const stop = () => void stopSandbox(running);
       signal?.addEventListener('abort', stop, { once: true });
+      if (signal?.aborted) stop(); // aborted while the sandbox was being set up
       const limits = new TimeLimits(this.#options, stop);
       const sampler = new UsageSampler(cgroup, (usage) => events.push(usage));
       yield { type: 'started' };

@@ -316,6 +316,19 @@ export function sandboxConformance(name: string, options: SandboxConformanceOpti
         assert.ok(performance.now() - abortedAt < 1000, `took ${performance.now() - abortedAt} ms`);
       });
 
+      it('an abort as soon as the build is accepted still ends it, leaving nothing behind', async () => {
+        await succeeds('echo warm > $out'); // inputs materialized: set-up then has no step that would notice the abort itself
+        const controller = new AbortController();
+        const reason = new Error('stop at once');
+        const started = performance.now();
+        const events = (async () => {
+          for await (const e of service.build(request(`${BB} sleep 30; echo late > $out`), { signal: controller.signal }))
+            if (e.type === 'accepted') controller.abort(reason);
+        })();
+        await assert.rejects(events, (e) => e === reason);
+        assert.ok(performance.now() - started < 1500, `took ${performance.now() - started} ms`);
+      });
+
       for (const [kind, limits, script] of [
         ['timeout', { timeoutMs: 500 }, 'while true; do echo tick; $BB sleep 0.1; done'],
         ['silence-timeout', { silenceTimeoutMs: 500 }, 'echo started; $BB sleep 30'],
