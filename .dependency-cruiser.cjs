@@ -48,7 +48,7 @@ module.exports = {
       from: { path: '^src/(castore|build|nix|nix-bridge|provenance|cli)/' },
       to: {
         path: '^src/(castore|build|nix|nix-bridge|provenance)/',
-        pathNot: ['^src/$1/', '^src/[^/]+/index\\.ts$', '^src/castore/grpc/index\\.ts$', '^src/build/grpc/index\\.ts$'],
+        pathNot: ['^src/$1/', '^src/[^/]+/index\\.ts$', '^src/[^/]+/(grpc|testing)/index\\.ts$'],
       },
     },
     {

@@ -8,6 +8,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { selfSignedCertificate } from '../../src/castore/testing/index.js';
 import { kiln } from './run-kiln.js';
 
 const run = promisify(execFile);
@@ -126,40 +127,12 @@ export async function fdCount(pid: number): Promise<number> {
   return (await fs.readdir(`/proc/${pid}/fd`)).length;
 }
 
-/** Why TLS tests cannot run here, or undefined. */
-export async function opensslSkipReason(): Promise<string | undefined> {
-  try {
-    await run('openssl', ['version']);
-    return undefined;
-  } catch {
-    return 'openssl is not installed';
-  }
-}
+export { opensslSkipReason } from '../../src/castore/testing/index.js';
 
 /** A self-signed certificate for localhost and 127.0.0.1 (a CA of its own too): the paths of its PEM files. */
 export async function selfSignedCert(dir: string, name: string): Promise<{ cert: string; key: string }> {
-  const key = join(dir, `${name}-key.pem`);
-  const cert = join(dir, `${name}-cert.pem`);
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    `/CN=${name === 'server' ? 'localhost' : name}`,
-    '-addext',
-    'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-  ]);
-  return { cert, key };
+  const { certPath, keyPath } = await selfSignedCertificate(dir, name);
+  return { cert: certPath, key: keyPath };
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes; returns the last result. */

@@ -4,12 +4,11 @@
  * server builds with bwrap on a store of its own, so every input really
  * travels, and outputs are read back from the server's store.
  */
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { MemoryBlobService, MemoryDirectoryService } from '../../castore/index.js';
+import { selfSignedCertificate } from '../../castore/testing/index.js';
 import type { AbortOptions } from '../../common/abort.js';
 import type { BuildEvent } from '../build-events.js';
 import type { BuildRequest } from '../build-request.js';
@@ -18,8 +17,6 @@ import { BwrapBuildService } from '../bwrap/bwrap-build-service.js';
 import { bwrapSkipReason, sandboxConformance } from '../testing/index.js';
 import { startKilnServer } from './build-grpc-server.js';
 import { GrpcBuildService } from './grpc-build-service.js';
-
-const run = promisify(execFile);
 
 /** A client whose server (with its own store and a bwrap builder) starts on first use and stops on close. */
 class ClientAndServer implements BuildService {
@@ -46,31 +43,6 @@ class ClientAndServer implements BuildService {
   }
 }
 
-async function selfSignedCert(dir: string): Promise<{ cert: string; key: string }> {
-  const key = join(dir, 'key.pem');
-  const cert = join(dir, 'cert.pem');
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=localhost',
-    '-addext',
-    'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-  ]);
-  return { cert: await fs.readFile(cert, 'utf8'), key: await fs.readFile(key, 'utf8') };
-}
-
 for (const transport of ['unix', 'tls'] as const) {
   sandboxConformance(`grpc over ${transport === 'unix' ? 'a unix socket' : 'TCP with TLS'} to bwrap`, {
     create: (options) =>
@@ -78,7 +50,8 @@ for (const transport of ['unix', 'tls'] as const) {
         const dir = await fs.mkdtemp(join(tmpdir(), 'kiln-grpc-build-'));
         const serverStore = { blobService: new MemoryBlobService(), directoryService: new MemoryDirectoryService() };
         const builder = new BwrapBuildService({ ...options, ...serverStore });
-        const tls = transport === 'tls' ? await selfSignedCert(dir) : undefined;
+        const certificate = transport === 'tls' ? await selfSignedCertificate(dir) : undefined;
+        const tls = certificate ? { cert: certificate.cert, key: certificate.key } : undefined;
         const server = await startKilnServer({
           listen: transport === 'unix' ? `unix://${join(dir, 'kiln.sock')}` : '127.0.0.1:0',
           ...serverStore,

@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { importPath, MemoryBlobService, MemoryDirectoryService, parsePathComponent } from '../../castore/index.js';
+import { findPythonGrpcTools } from '../../castore/testing/index.js';
 import type { BuildRequest } from '../build-request.js';
 import { BwrapBuildService } from '../bwrap/bwrap-build-service.js';
 import type { BuildResponse } from '../proto-convert.js';
@@ -95,33 +96,7 @@ out['health'] = check(h.HealthCheckRequest(service='snix.build.v1.BuildService')
 print(json.dumps(out))
 `;
 
-/** A python with grpcio and protobuf, and protoc; or why there is none. */
-async function findTools(): Promise<{ python: string; protoc: string[] } | string> {
-  let python: string | undefined;
-  for (const candidate of ['/usr/bin/python3', 'python3']) {
-    try {
-      await run(candidate, ['-c', 'import grpc, google.protobuf']);
-      python = candidate;
-      break;
-    } catch {
-      // try the next one
-    }
-  }
-  if (!python) return 'no python3 with the grpc and protobuf modules (Debian: python3-grpcio, python3-protobuf)';
-  try {
-    await run('protoc', ['--version']);
-    return { python, protoc: ['protoc'] };
-  } catch {
-    try {
-      await run(python, ['-m', 'grpc_tools.protoc', '--version']);
-      return { python, protoc: [python, '-m', 'grpc_tools.protoc'] };
-    } catch {
-      return 'neither protoc nor python grpc_tools is installed';
-    }
-  }
-}
-
-const tools = await findTools();
+const tools = await findPythonGrpcTools();
 const skip = typeof tools === 'string' ? tools : bwrapSkipReason();
 if (skip) console.log(`# skipping the Python grpcio DoBuild interop test: ${skip}`);
 

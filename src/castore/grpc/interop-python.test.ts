@@ -19,6 +19,7 @@ import { MemoryDirectoryService } from '../directory-service/memory.js';
 import { isCastoreError } from '../errors.js';
 import { directoryNode, fileNode } from '../node.js';
 import { parsePathComponent } from '../path-component.js';
+import { findPythonGrpcTools } from '../testing/interop-tools.js';
 import { grpcBlobServiceFromUrl } from './grpc-blob-service.js';
 import { type CastoreServer, startCastoreServer } from './server.js';
 
@@ -131,33 +132,7 @@ print('ready', port, flush=True)
 server.wait_for_termination()
 `;
 
-/** A python with grpcio and protobuf, and a way to run protoc; or the reason there is none. */
-async function findTools(): Promise<{ python: string; protoc: string[] } | string> {
-  let python: string | undefined;
-  for (const candidate of ['python3', '/usr/bin/python3']) {
-    try {
-      await run(candidate, ['-c', 'import grpc, google.protobuf']);
-      python = candidate;
-      break;
-    } catch {
-      // try the next one
-    }
-  }
-  if (!python) return 'no python3 with the grpc and protobuf modules (Debian: python3-grpcio, python3-protobuf)';
-  try {
-    await run('protoc', ['--version']);
-    return { python, protoc: ['protoc'] };
-  } catch {
-    try {
-      await run(python, ['-m', 'grpc_tools.protoc', '--version']);
-      return { python, protoc: [python, '-m', 'grpc_tools.protoc'] };
-    } catch {
-      return 'neither protoc nor python grpc_tools is installed';
-    }
-  }
-}
-
-const tools = await findTools();
+const tools = await findPythonGrpcTools();
 if (typeof tools === 'string') console.log(`# skipping the Python grpcio interop test: ${tools}`);
 
 describe('interop with the Python grpcio client (gRPC C-core)', { skip: typeof tools === 'string' ? tools : false }, () => {

@@ -4,33 +4,21 @@
  * that trust it through the `ca` option.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { concatBytes } from '../../common/async-iterable.js';
 import { MemoryBlobService } from '../blob-service/memory.js';
 import { MemoryDirectoryService } from '../directory-service/memory.js';
 import { isCastoreError } from '../errors.js';
 import { BLOB_B, BLOB_B_DIGEST, DIRECTORY_A, DIRECTORY_B, DIRECTORY_B_DIGEST } from '../testing/fixtures.js';
+import { opensslSkipReason, selfSignedCertificate } from '../testing/interop-tools.js';
 import { grpcBlobServiceFromUrl } from './grpc-blob-service.js';
 import { openGrpcCastore } from './open-grpc-castore.js';
 import { type CastoreServer, startCastoreServer } from './server.js';
 
-const run = promisify(execFile);
-
-async function opensslMissing(): Promise<string | undefined> {
-  try {
-    await run('openssl', ['version']);
-    return undefined;
-  } catch {
-    return 'openssl is not installed';
-  }
-}
-
-const skip = await opensslMissing();
+const skip = await opensslSkipReason();
 if (skip) console.log(`# skipping the TLS tests: ${skip}`);
 
 describe('castore gRPC over TLS (grpc+https)', { skip: skip ?? false }, () => {
@@ -40,33 +28,13 @@ describe('castore gRPC over TLS (grpc+https)', { skip: skip ?? false }, () => {
   let port: string;
   before(async () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'kiln-grpc-tls-'));
-    const key = path.join(dir, 'key.pem');
-    const cert = path.join(dir, 'cert.pem');
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ]);
-    ca = await fs.readFile(cert, 'utf8');
+    const certificate = await selfSignedCertificate(dir);
+    ca = certificate.cert;
     server = await startCastoreServer({
       listen: '127.0.0.1:0',
       blobService: new MemoryBlobService(),
       directoryService: new MemoryDirectoryService(),
-      tls: { cert: ca, key: await fs.readFile(key, 'utf8') },
+      tls: { cert: certificate.cert, key: certificate.key },
     });
     port = server.address.split(':')[1] as string;
   });

@@ -1,8 +1,10 @@
 /**
  * Test kit for castore backends (`kiln/castore/testing`): fixtures with
- * reference digests and the conformance suites. Imports node:test; use from
+ * reference digests, the conformance suites, and the host tools interop
+ * tests need (certificates, Python grpcio). Imports node:test; use from
  * test files only.
  */
 export * from './blob-service-conformance.js';
 export * from './directory-service-conformance.js';
 export * from './fixtures.js';
+export * from './interop-tools.js';
