@@ -4,14 +4,10 @@
  * from /proc), `bin/kiln build` runs that can be watched while they run, and
  * throwaway certificates made with openssl.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { selfSignedCertificate } from '../../src/castore/testing/index.js';
 import { kiln } from './run-kiln.js';
-
-const run = promisify(execFile);
 
 export interface ServerProcess {
   readonly child: ChildProcess;
