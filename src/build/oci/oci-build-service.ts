@@ -11,7 +11,7 @@
  * v1 ("hybrid" mode), so it starts in a private mount namespace without it.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type BuildRequest, isPathWithin } from '../build-request.js';
@@ -103,11 +103,12 @@ class OciDriver {
           { buildUid, rootUid: buildUid + (options.rootUidOffset ?? ROOT_UID_OFFSET) },
           runtime === 'runc' ? { cgroupsPath: id, seccomp: SECCOMP_PROFILE } : { annotations: CRUN_SECCOMP },
         );
-        await fs.mkdir(rootfs, { recursive: true, mode: 0o755 });
-        await fs.chmod(bundle, 0o711);
-        for (const mount of spec.mounts) await makeMountPoint(mount, rootfs, (path) => scratchHostPath(request, layout, path));
-        await fs.chmod(join(rootfs, 'tmp'), 0o1777);
-        await fs.writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
+        // A few tiny files and directories: synchronous calls cost less than trips through the thread pool.
+        mkdirSync(rootfs, { recursive: true, mode: 0o755 });
+        chmodSync(bundle, 0o711);
+        for (const mount of spec.mounts) makeMountPoint(mount, rootfs, (path) => scratchHostPath(request, layout, path));
+        chmodSync(join(rootfs, 'tmp'), 0o1777);
+        writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
         return {
           // runc nests the container in a cgroup of its own and is asked to kill it; a crun container is in the
           // build's cgroups, where the default stop (kill every process in them) reaches it.
@@ -159,13 +160,13 @@ function scratchHostPath(request: BuildRequest, layout: SandboxLayout, sandboxPa
  * scratch directory the destination lies in (the runtime, unprivileged in
  * its user namespace, could not create it there).
  */
-async function makeMountPoint(mount: OciMount, rootfs: string, inScratch: (path: string) => string | undefined): Promise<void> {
+function makeMountPoint(mount: OciMount, rootfs: string, inScratch: (path: string) => string | undefined): void {
   const scratchTarget = mount.options.includes('rw') ? undefined : inScratch(mount.destination);
   const target = scratchTarget ?? join(rootfs, mount.destination);
   if (existsSync(target)) return;
-  const isFile = mount.type === 'bind' && (await fs.stat(mount.source)).isFile();
-  await fs.mkdir(isFile ? dirname(target) : target, { recursive: true, mode: 0o755 });
-  if (isFile) await fs.writeFile(target, '', { mode: 0o444 });
+  const isFile = mount.type === 'bind' && statSync(mount.source).isFile();
+  mkdirSync(isFile ? dirname(target) : target, { recursive: true, mode: 0o755 });
+  if (isFile) writeFileSync(target, '', { mode: 0o444 });
 }
 
 function runQuietly(binary: string, args: string[]): Promise<void> {
