@@ -56,6 +56,8 @@ export type BuildEvent =
       readonly wallTimeMs: number;
       readonly cpuTimeMs: number;
       readonly peakMemoryBytes: number;
+      /** The DSSE envelope (JSON) of the provenance the builder signed for this build, if it signed one. */
+      readonly provenance?: string;
     }
   | {
       readonly type: 'failed';

@@ -79,6 +79,7 @@ export function buildEventToMessage(event: BuildEvent, sequence: number, timeUni
             wallTimeMs: BigInt(Math.round(event.wallTimeMs)),
             cpuTimeMs: BigInt(Math.round(event.cpuTimeMs)),
             peakMemoryBytes: BigInt(event.peakMemoryBytes),
+            provenance: event.provenance ?? '',
           },
         },
       });
@@ -136,6 +137,7 @@ export function buildEventFromMessage(message: BuildEventMessage): BuildEvent {
         wallTimeMs: Number(event.value.wallTimeMs),
         cpuTimeMs: Number(event.value.cpuTimeMs),
         peakMemoryBytes: Number(event.value.peakMemoryBytes),
+        ...(event.value.provenance !== '' ? { provenance: event.value.provenance } : {}),
       };
     }
     case 'failed': {
