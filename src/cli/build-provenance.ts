@@ -8,8 +8,6 @@
  * successful build.
  */
 
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { hostname, release } from 'node:os';
 import {
@@ -22,20 +20,20 @@ import {
   buildServiceFromUrls,
 } from '../build/index.js';
 import { type Castore, nodesEqual } from '../castore/index.js';
-import { AsyncQueue } from '../common/async-queue.js';
 import {
   type BuildDefinition,
   type BuildRun,
   buildProvenance,
   type CachedBuild,
   compareOutputs,
-  type DigestSet,
+  envelopeFromJson,
   envelopeToJson,
   formatComparison,
   isProvenanceError,
   kilnBuildDefinition,
   lookupResult,
   outputSubjects,
+  RunObserver,
   recordResult,
   reproducedStatement,
   type Sidecar,
@@ -67,7 +65,9 @@ export const ATTESTATION_HELP = `provenance and reproducibility:
   --sign-key FILE    sign an SLSA provenance v1 statement of the build with this Ed25519
                      key (PKCS#8 PEM, from kiln key generate) and store it in the store,
                      indexed by each output (kiln provenance list)
-  --provenance OUT   also write the signed envelope (DSSE JSON) to OUT (needs --sign-key)
+  --provenance OUT   also write the signed envelope (DSSE JSON) to OUT; without --sign-key
+                     and with a remote builder (grpc+…), write the envelope the server
+                     signed (kiln serve --sign-key), exit 1 when it signed none
   --builder-id URI   runDetails.builder.id (default: $KILN_BUILDER_ID, else
                      urn:kiln:builder:<hostname>:<backend>)
   --check            build again and compare the outputs: exit 0 when identical (with
@@ -82,13 +82,27 @@ export const ATTESTATION_HELP = `provenance and reproducibility:
                      a successful build is recorded
   --rebuild          build even when the result cache has the request; record the result`;
 
-const packageVersion = (() => {
+/** Throws a usage error unless `builderId` (from --builder-id) is a URI. */
+export function checkBuilderId(builderId: string | undefined): void {
+  if (builderId !== undefined && !/^[a-z][a-z0-9+.-]*:\S+$/i.test(builderId))
+    throw new UsageError(`invalid --builder-id ${JSON.stringify(builderId)}: expected a URI`);
+}
+
+/** Reads the --sign-key file; an unreadable or invalid key is a usage error. */
+export async function loadSigningKey(keyPath: string): Promise<SigningKey> {
+  let pem: Buffer;
   try {
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? 'unknown';
-  } catch {
-    return 'unknown';
+    pem = await readFile(keyPath);
+  } catch (error) {
+    throw new UsageError(`cannot read --sign-key ${keyPath}: ${(error as Error).message}`);
   }
-})();
+  try {
+    return signingKeyFromPem(pem, `--sign-key ${keyPath}`);
+  } catch (error) {
+    if (isProvenanceError(error, 'INVALID_KEY')) throw new UsageError(error.message);
+    throw error;
+  }
+}
 
 /** The builder URL without parameters naming credentials files. */
 function sanitizedUrl(url: string): string {
@@ -123,60 +137,7 @@ export function internalParameters(builderUrls: readonly string[], backend: stri
   };
 }
 
-/** Captures the combined log into a blob while hashing it with SHA-256. */
-class LogRecorder {
-  readonly #queue = new AsyncQueue<Uint8Array>();
-  readonly #sha256 = createHash('sha256');
-  readonly #put: Promise<{ digest: { toHex(): string }; size: number }>;
-  constructor(store: Castore) {
-    this.#put = store.blobService.put(this.#queue);
-    this.#put.catch(() => {}); // awaited in finish; a failed build's log is dropped
-  }
-  push(data: Uint8Array): void {
-    this.#sha256.update(data);
-    this.#queue.push(data);
-  }
-  async finish(): Promise<{ digest: DigestSet; size: number }> {
-    this.#queue.end();
-    const { digest, size } = await this.#put;
-    return { digest: { blake3: digest.toHex(), sha256: this.#sha256.digest('hex') }, size };
-  }
-  abandon(): void {
-    this.#queue.fail(new Error('the build did not finish'));
-  }
-}
-
 type Finished = Extract<BuildEvent, { type: 'finished' }>;
-
-/** What one run (the build, or its check) observed. */
-export class RunObserver {
-  accepted: Extract<BuildEvent, { type: 'accepted' }> | undefined;
-  startedOn: Date | undefined;
-  finishedOn: Date | undefined;
-  readonly log: LogRecorder | undefined;
-  constructor(store: Castore | undefined) {
-    this.log = store ? new LogRecorder(store) : undefined;
-  }
-  async *watch(events: AsyncIterable<BuildEvent>): AsyncGenerator<BuildEvent> {
-    let done = false;
-    try {
-      for await (const event of events) {
-        if (event.type === 'accepted') {
-          this.accepted = event;
-          this.startedOn = new Date();
-        } else if (event.type === 'started') this.startedOn = new Date();
-        else if (event.type === 'log') this.log?.push(event.data);
-        else if (event.type === 'finished') {
-          this.finishedOn = new Date();
-          done = true;
-        }
-        yield event;
-      }
-    } finally {
-      if (!done) this.log?.abandon();
-    }
-  }
-}
 
 export interface AttestationResult {
   readonly response: BuildResponse;
@@ -220,31 +181,16 @@ export class Attestor {
   }
 
   /** Checks the options (usage errors before anything runs) and loads the key. */
-  static async open(args: ParsedArgs, io: CommandIo, store: Castore): Promise<Attestor> {
+  static async open(args: ParsedArgs, io: CommandIo, store: Castore, options: { remoteBuilder?: boolean } = {}): Promise<Attestor> {
     const keyPath = stringOption(args, 'sign-key');
-    if (stringOption(args, 'provenance') !== undefined && keyPath === undefined) throw new UsageError('--provenance needs --sign-key FILE');
+    if (stringOption(args, 'provenance') !== undefined && keyPath === undefined && options.remoteBuilder !== true)
+      throw new UsageError('--provenance needs --sign-key FILE (or a remote builder that signs: grpc+…)');
     if (stringOption(args, 'check-builder') !== undefined && args.values.check !== true)
       throw new UsageError('--check-builder needs --check');
     if (stringOption(args, 'check-statement') !== undefined && (args.values.check !== true || keyPath === undefined))
       throw new UsageError('--check-statement needs --check and --sign-key FILE');
-    const builderId = stringOption(args, 'builder-id');
-    if (builderId !== undefined && !/^[a-z][a-z0-9+.-]*:\S+$/i.test(builderId))
-      throw new UsageError(`invalid --builder-id ${JSON.stringify(builderId)}: expected a URI`);
-    let key: SigningKey | undefined;
-    if (keyPath !== undefined) {
-      let pem: Buffer;
-      try {
-        pem = await readFile(keyPath);
-      } catch (error) {
-        throw new UsageError(`cannot read --sign-key ${keyPath}: ${(error as Error).message}`);
-      }
-      try {
-        key = signingKeyFromPem(pem, `--sign-key ${keyPath}`);
-      } catch (error) {
-        if (isProvenanceError(error, 'INVALID_KEY')) throw new UsageError(error.message);
-        throw error;
-      }
-    }
+    checkBuilderId(stringOption(args, 'builder-id'));
+    const key = keyPath !== undefined ? await loadSigningKey(keyPath) : undefined;
     return new Attestor(io, store, args, key);
   }
 
@@ -255,25 +201,15 @@ export class Attestor {
 
   /** A new observer of one run, capturing its log into the store. */
   observe(): RunObserver {
-    return new RunObserver(this.store);
+    return new RunObserver(this.store.blobService);
   }
 
   /** The facts of a watched run that finished. */
-  async runOf(observer: RunObserver, builderUrls: readonly string[]): Promise<BuildRun> {
-    const log = await observer.log?.finish();
-    const accepted = observer.accepted;
-    if (!accepted || !observer.startedOn || !observer.finishedOn) throw new Error('the build finished without being accepted');
-    return {
-      buildId: accepted.buildId,
-      invocationId: accepted.invocationId,
-      backend: accepted.backend,
-      builderId: this.builderId ?? defaultBuilderId(builderUrls, accepted.backend),
-      builderVersion: { kiln: packageVersion },
-      startedOn: observer.startedOn.toISOString(),
-      finishedOn: observer.finishedOn.toISOString(),
-      ...(log ? { log } : {}),
-      internalParameters: internalParameters(builderUrls, accepted.backend),
-    };
+  runOf(observer: RunObserver, builderUrls: readonly string[]): Promise<BuildRun> {
+    return observer.run({
+      builderId: (backend) => this.builderId ?? defaultBuilderId(builderUrls, backend),
+      internalParameters: (backend) => internalParameters(builderUrls, backend),
+    });
   }
 
   /** Signs, stores next to the outputs (indexed by subject), and writes to `out` when given. */
@@ -436,12 +372,36 @@ export class BuildAttestation {
   /** Checks the options (usage errors before anything runs) and loads the key. */
   static async open(args: ParsedArgs, io: CommandIo, store: Castore, builderUrls: readonly string[]): Promise<BuildAttestation> {
     const cacheMode = args.values.rebuild === true ? 'record' : args.values.cache === true ? 'use' : 'off';
-    return new BuildAttestation(await Attestor.open(args, io, store), builderUrls, cacheMode);
+    const remoteBuilder = builderUrls.some((url) => url.startsWith('grpc+'));
+    return new BuildAttestation(await Attestor.open(args, io, store, { remoteBuilder }), builderUrls, cacheMode);
   }
 
   /** Whether anything beyond a plain build was asked for. */
   get active(): boolean {
-    return this.#attestor.active || this.#cacheMode !== 'off';
+    return this.#attestor.active || this.#cacheMode !== 'off' || this.#attestor.provenanceOut !== undefined;
+  }
+
+  /** --provenance without --sign-key: writes the envelope the remote builder signed; exit 1 when it signed none. */
+  async #writeBuilderProvenance(envelopeJson: string | undefined): Promise<number> {
+    const { io, provenanceOut } = this.#attestor;
+    if (envelopeJson === undefined) {
+      io.stderr.write(
+        `error: the builder signed no provenance for this build, so none was written to ${provenanceOut} (serve with kiln serve --sign-key FILE, or sign here with --sign-key FILE)\n`,
+      );
+      return EXIT_FAILURE;
+    }
+    let keyIds: string;
+    try {
+      keyIds = envelopeFromJson(envelopeJson)
+        .signatures.map((s) => s.keyid ?? '?')
+        .join(', ');
+    } catch (error) {
+      io.stderr.write(`error: the builder sent a malformed provenance envelope: ${(error as Error).message}\n`);
+      return EXIT_FAILURE;
+    }
+    await writeFile(provenanceOut as string, `${envelopeJson}\n`);
+    io.stderr.write(`kiln: provenance signed by the builder (key ${keyIds}), written to ${provenanceOut}\n`);
+    return EXIT_OK;
   }
 
   /** The recorded result of this request when `--cache` is on and its outputs are all in the store. */
@@ -492,6 +452,10 @@ export class BuildAttestation {
     } else first = result;
     const shape = { definition: kilnBuildDefinition(request) };
     await attestor.signProvenance(request, first, shape, outputs);
+    if (!attestor.key && attestor.provenanceOut !== undefined) {
+      const status = await this.#writeBuilderProvenance('type' in result ? result.provenance : undefined);
+      if (status !== EXIT_OK) return status;
+    }
     if (!attestor.check) return EXIT_OK;
     return attestor.runCheck(request, first, shape, this.#builderUrls, outputs);
   }

@@ -13,8 +13,8 @@ import type { Castore } from '../castore/index.js';
 import type { AbortOptions } from '../common/abort.js';
 import { writeDerivation } from '../nix/index.js';
 import type { NixBuilder, PathInfo } from '../nix-bridge/index.js';
-import { nixBuildDefinition } from '../provenance/index.js';
-import { ATTESTATION_OPTIONS, Attestor, type RunObserver } from './build-provenance.js';
+import { nixBuildDefinition, type RunObserver } from '../provenance/index.js';
+import { ATTESTATION_OPTIONS, Attestor } from './build-provenance.js';
 import type { CommandIo, ParsedArgs } from './command.js';
 import { EXIT_OK } from './exit-codes.js';
 

@@ -15,6 +15,8 @@
  * - storage: `storeEnvelope`, `listEnvelopes`, `readEnvelope` over a `Sidecar` (`sidecarForStore`).
  * - reproducibility: `compareOutputs` (differing files with a short text diff), the result cache
  *   (`recordResult`, `lookupResult`).
+ * - runs: `RunObserver` (what a statement needs of a run, from its events), `SigningBuildService`
+ *   (a builder that signs its own builds and sends the envelope on `finished`).
  */
 export * from './compare-outputs.js';
 export * from './digests.js';
@@ -23,7 +25,9 @@ export * from './errors.js';
 export * from './keys.js';
 export * from './provenance-store.js';
 export * from './result-cache.js';
+export * from './run-observer.js';
 export * from './sidecar.js';
+export * from './signing-build-service.js';
 export * from './slsa-provenance.js';
 export * from './statement.js';
 export * from './text-diff.js';

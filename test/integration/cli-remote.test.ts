@@ -83,6 +83,58 @@ describe('remote builds through kiln serve and kiln build --builder grpc+…', {
     assert.deepEqual(await buildDirsIn(sandbox), []);
   });
 
+  it('kiln serve --sign-key signs each build: kiln build --provenance writes the server-signed envelope, which verifies with the server key only', async () => {
+    const keys = await fresh('keys');
+    for (const name of ['server.key', 'client.key']) {
+      const generated = await runKiln(['key', 'generate', '--out', join(keys, name)]);
+      assert.equal(generated.status, 0, generated.stderr);
+    }
+    const { server, store } = await serve(unixSocket, ['--sign-key', join(keys, 'server.key')]);
+    const builder = `grpc+${server.address}`;
+    const env = await clientEnv();
+    const out = join(work, 'server-signed.json');
+    const build = await runKiln(
+      ['build', sampleRequest, '--input', sampleInput, '--builder', builder, '--fetch', '--json', '--provenance', out],
+      env,
+    );
+    assert.equal(build.status, 0, build.stderr);
+    assert.match(build.stderr, /^kiln: provenance signed by the builder \(key [0-9a-f]{64}\), written to /m);
+    const outputDigest = Buffer.from(JSON.parse(build.stdout).outputs[0].output.directory.digest, 'base64').toString('hex');
+    const envelope = JSON.parse(await fs.readFile(out, 'utf8')) as { payload: string };
+    const statement = JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8'));
+    assert.deepEqual(
+      statement.subject.map((s: { name: string; digest: { blake3: string } }) => [s.name, s.digest.blake3]),
+      [['nix/store/hello', outputDigest]],
+    );
+    assert.match(statement.predicate.runDetails.builder.id, /^urn:kiln:builder:[^:]+:bwrap$/);
+
+    const verified = await runKiln(['provenance', 'verify', out, '--key', join(keys, 'server.key.pub')], env);
+    assert.equal(verified.status, 0, verified.stderr);
+    assert.match(verified.stdout, /^subject nix\/store\/hello: matches the store$/m);
+    const wrongKey = await runKiln(['provenance', 'verify', out, '--key', join(keys, 'client.key.pub')], env);
+    assert.equal(wrongKey.status, 1, wrongKey.stdout);
+    // The server stored it next to the output.
+    await server.stop('SIGTERM');
+    const listed = await runKiln(
+      ['provenance', 'list', `blake3-${Buffer.from(outputDigest, 'hex').toString('base64')}`, '--store', store],
+      env,
+    );
+    assert.equal(listed.status, 0, listed.stderr);
+    assert.match(listed.stdout, /provenance by urn:kiln:builder:\S+ \(bwrap\)/);
+
+    // A server without a key signs nothing: the build runs, then exit 1 naming why; no file.
+    const { server: plain } = await serve(unixSocket);
+    const none = join(work, 'unsigned.json');
+    const unsigned = await runKiln(
+      ['build', sampleRequest, '--input', sampleInput, '--builder', `grpc+${plain.address}`, '--provenance', none],
+      env,
+    );
+    assert.equal(unsigned.status, 1, unsigned.stderr);
+    assert.match(unsigned.stdout, SAMPLE_LINE);
+    assert.match(unsigned.stderr, /^error: the builder signed no provenance for this build/m);
+    assert.equal(existsSync(none), false);
+  });
+
   it('shows the remote log live, before the build ends, and exits 1 naming why a remote build failed', async () => {
     const { server } = await serve(unixSocket);
     const builder = `grpc+${server.address}`;

@@ -2,8 +2,17 @@
 import { readFile, rm } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { type BuildService, buildServiceFromUrl, defaultBuilderUrl, isBuildError, sandboxDirOfBuilderUrl } from '../../build/index.js';
+import {
+  type BuildService,
+  buildRequestDigest,
+  buildServiceFromUrl,
+  defaultBuilderUrl,
+  isBuildError,
+  sandboxDirOfBuilderUrl,
+} from '../../build/index.js';
 import { kilnHome } from '../../castore/index.js';
+import { SigningBuildService, sidecarForStore } from '../../provenance/index.js';
+import { checkBuilderId, defaultBuilderId, internalParameters, loadSigningKey } from '../build-provenance.js';
 import { type Command, expectPositionals, type ParsedArgs, STORE_HELP, STORE_OPTION, stringOption, UsageError } from '../command.js';
 import { EXIT_OK } from '../exit-codes.js';
 import { openStore } from '../store.js';
@@ -42,6 +51,7 @@ export const serve: Command = {
   help: `usage: kiln serve --listen unix:///path.sock|HOST:PORT [--store URL] [--builder URL]
                   [--token-file FILE] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
                   [--insecure] [--drain-timeout DURATION] [--max-builds N]
+                  [--sign-key FILE [--builder-id URI]]
 
 Serves, on one listener until SIGTERM/SIGINT: snix.castore.v1.BlobService and
 DirectoryService for the store; snix.build.v1.BuildService (DoBuild) and
@@ -71,6 +81,12 @@ ${STORE_HELP}
   --drain-timeout DURATION how long running builds may go on after SIGTERM/SIGINT
                            (default ${DEFAULT_DRAIN_TIMEOUT}; e.g. 500ms, 90s, 2m)
   --max-builds N           builds accepted at once, running or queued (default 64)
+  --sign-key FILE          sign the SLSA provenance of every successful build with this
+                           Ed25519 key (kiln key generate), store it in the store next to the
+                           outputs, and send it to the client with the result (kiln build
+                           --builder grpc+… --provenance OUT writes it)
+  --builder-id URI         runDetails.builder.id of those statements (default:
+                           $KILN_BUILDER_ID, else urn:kiln:builder:<hostname>:<backend>)
 
 Journals of build events go under $KILN_HOME/journals.`,
   options: {
@@ -84,6 +100,8 @@ Journals of build events go under $KILN_HOME/journals.`,
     insecure: { type: 'boolean' },
     'drain-timeout': { type: 'string' },
     'max-builds': { type: 'string' },
+    'sign-key': { type: 'string' },
+    'builder-id': { type: 'string' },
   },
   async run(args, io) {
     expectPositionals(this, args, []);
@@ -110,12 +128,31 @@ Journals of build events go under $KILN_HOME/journals.`,
         `refusing to serve on ${listen}, which is not a loopback address, without --token-file or TLS (--tls-cert/--tls-key); pass --insecure to do it anyway`,
       );
 
+    const signKeyPath = stringOption(args, 'sign-key');
+    const builderId = stringOption(args, 'builder-id') ?? (io.env.KILN_BUILDER_ID || undefined);
+    if (stringOption(args, 'builder-id') !== undefined && signKeyPath === undefined)
+      throw new UsageError('--builder-id needs --sign-key FILE');
+    checkBuilderId(stringOption(args, 'builder-id'));
+    const signingKey = signKeyPath !== undefined ? await loadSigningKey(signKeyPath) : undefined;
+
     const store = await openStore(args, io.env);
     let builder: BuildService | undefined;
     try {
       const builderUrl = stringOption(args, 'builder') ?? defaultBuilderUrl();
       try {
         builder = await buildServiceFromUrl(builderUrl, store, io.env);
+        if (signingKey) {
+          builder = new SigningBuildService(builder, {
+            key: signingKey,
+            castore: store,
+            sidecar: sidecarForStore(store.url, store, io.env),
+            builderId: (backend) => builderId ?? defaultBuilderId([builderUrl], backend),
+            internalParameters: (backend) => internalParameters([builderUrl], backend),
+            onError: (error, request) =>
+              io.stderr.write(`kiln: build ${buildRequestDigest(request)} finished but its provenance was not signed: ${error.message}\n`),
+          });
+          io.stderr.write(`kiln: signing the provenance of builds with key ${signingKey.keyId}\n`);
+        }
       } catch (error) {
         if (stringOption(args, 'builder') !== undefined || !isBuildError(error, 'SANDBOX_UNAVAILABLE')) throw error;
         io.stderr.write(`kiln: not serving builds: ${(error as Error).message}\n`);
