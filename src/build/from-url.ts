@@ -29,6 +29,7 @@ import { BuildError } from './errors.js';
 import { OciBuildService } from './oci/oci-build-service.js';
 import { findExecutable } from './sandbox/find-executable.js';
 import { DEFAULT_SANDBOX_DIR, type LocalSandboxOptions } from './sandbox/local-sandbox-service.js';
+import { parseDuration, parseSize } from './units.js';
 
 export interface BuilderDependencies {
   blobService: BlobService;
@@ -44,9 +45,6 @@ function invalid(url: string, why: string): BuildError {
   return new BuildError('INVALID_REQUEST', `invalid builder URL ${url}: ${why}`, { details: { field: 'builder' } });
 }
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const SIZE_UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
-
 /** Parses the local sandbox parameters of `url`, rejecting unknown ones. */
 function sandboxOptions(url: string, params: URLSearchParams, extra: readonly string[]): Partial<LocalSandboxOptions> {
   const known = ['concurrency', 'timeout', 'silence-timeout', 'memory', 'pids', ...extra];
@@ -60,16 +58,16 @@ function sandboxOptions(url: string, params: URLSearchParams, extra: readonly st
   const duration = (name: string) => {
     const value = params.get(name);
     if (value === null) return undefined;
-    const match = /^([1-9][0-9]*)(ms|s|m|h)$/.exec(value);
-    if (!match) throw invalid(url, `${name} must be a duration such as 500ms, 90s, 2m or 1h`);
-    return Number(match[1]) * (DURATION_UNITS[match[2] as string] as number);
+    const ms = parseDuration(value);
+    if (ms === undefined) throw invalid(url, `${name} must be a duration such as 500ms, 90s, 2m or 1h`);
+    return ms;
   };
   const size = (name: string) => {
     const value = params.get(name);
     if (value === null) return undefined;
-    const match = /^([1-9][0-9]*)([KMGT]?)$/.exec(value);
-    if (!match) throw invalid(url, `${name} must be a size such as 512M or 2G`);
-    return Number(match[1]) * (SIZE_UNITS[match[2] as string] as number);
+    const bytes = parseSize(value);
+    if (bytes === undefined) throw invalid(url, `${name} must be a size such as 512M or 2G`);
+    return bytes;
   };
   const options = {
     concurrency: count('concurrency'),
@@ -145,6 +143,7 @@ export async function buildServiceFromUrl(
           ...(token ? { token } : {}),
           ...(ca !== undefined ? { ca } : {}),
           ...(cert !== undefined && key !== undefined ? { clientCert: { cert, key } } : {}),
+          ...(parts.reattachGraceMs !== undefined ? { reattachGraceMs: parts.reattachGraceMs } : {}),
         });
       } catch (error) {
         throw invalid(url, (error as Error).message);

@@ -361,7 +361,7 @@ describe('remote builds through kiln serve and kiln build --builder grpc+…', {
     assert.equal(result.status, 1, result.stderr);
     assert.match(
       result.stderr,
-      /^error: builder grpc\+unix:\/\/\S+: the build was lost with the connection: the server no longer knows it \(restarted\?\): \[not_found\] no build with invocation id /m,
+      /^error: builder grpc\+unix:\/\/\S+: the build was lost with the connection \(.+\); a builder URL with reattach-grace=DURATION keeps a build running/m,
     );
     const verify = await runKiln(['castore', 'verify', '--json', '--store', store]);
     assert.equal(verify.status, 0, verify.stdout + verify.stderr);

@@ -6,9 +6,11 @@
  * it streams the build's events. Outputs stay in the server's
  * castore (`remoteCastore` reads them).
  *
- * If the connection breaks mid-build, the client attaches again from the
- * last event it saw, for up to `reattachGraceMs`; the server keeps the
- * build running that long. An abort cancels the remote build.
+ * A build whose client goes away is cancelled at once, unless the client
+ * asked for a re-attach grace (`reattachGraceMs`, builder URL parameter
+ * `reattach-grace=DURATION`): then the server keeps the build running that
+ * long after the connection breaks, and the client attaches again from the
+ * last event it saw. An abort cancels the remote build.
  */
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import {
@@ -28,6 +30,7 @@ import type { BuildService } from '../build-service.js';
 import { BuildError } from '../errors.js';
 import { type UploadSummary, uploadInputClosure } from '../input-closure.js';
 import { buildRequestToMessage } from '../proto-convert.js';
+import { parseDuration } from '../units.js';
 import { REATTACH_GRACE_HEADER } from './build-server.js';
 import { buildEventFromMessage, isTerminal } from './event-convert.js';
 import { connectErrorToBuildError } from './status.js';
@@ -42,7 +45,7 @@ export interface BuilderInfo {
 }
 
 /** How long the client keeps trying to attach again after losing a build's stream. */
-export const DEFAULT_REATTACH_GRACE_MS = 30_000;
+export const DEFAULT_REATTACH_GRACE_MS = 0;
 const REATTACH_PAUSE_MS = 250;
 /** How many input nodes a client remembers the server has. */
 const MAX_REMEMBERED_INPUTS = 10_000;
@@ -170,6 +173,13 @@ export class GrpcBuildService implements BuildService {
             },
           );
         if (mapped.code !== 'BUILDER_UNREACHABLE') throw mapped;
+        if (grace === 0)
+          throw new BuildError(
+            'BUILDER_UNREACHABLE',
+            `builder ${url}: the build was lost with the connection (${connectErrorMessage(error)}); ` +
+              'a builder URL with reattach-grace=DURATION keeps a build running through a broken connection',
+            { cause: error },
+          );
         lostAt ??= performance.now();
         if (performance.now() - lostAt > grace)
           throw new BuildError(
@@ -218,14 +228,16 @@ export interface BuilderUrlParts {
   /** `cert-file=PATH` and `key-file=PATH`: a client certificate for mutual TLS (`grpc+https`). */
   certFile?: string;
   keyFile?: string;
+  /** `reattach-grace=DURATION`: keep the build running this long when the connection breaks, and attach again. */
+  reattachGraceMs?: number;
 }
 
 const FILE_PARAMS = { 'token-file': 'tokenFile', 'ca-file': 'caFile', 'cert-file': 'certFile', 'key-file': 'keyFile' } as const;
 
 /**
  * A builder URL's own parameters: `token-file=PATH` (else `$KILN_TOKEN`),
- * `ca-file=PATH`, `cert-file=PATH` and `key-file=PATH` are Kiln's; the
- * rest is the channel URL. A client certificate needs both of its files.
+ * `ca-file=PATH`, `cert-file=PATH`, `key-file=PATH` and
+ * `reattach-grace=DURATION` are Kiln's; the rest is the channel URL. A client certificate needs both of its files.
  */
 export function splitBuilderUrl(url: string): BuilderUrlParts {
   const parsed = new URL(url);
@@ -234,6 +246,16 @@ export function splitBuilderUrl(url: string): BuilderUrlParts {
     const value = parsed.searchParams.get(param);
     if (value) parts[field] = value;
     parsed.searchParams.delete(param);
+  }
+  const grace = parsed.searchParams.get('reattach-grace');
+  parsed.searchParams.delete('reattach-grace');
+  if (grace !== null) {
+    const ms = grace === '0' ? 0 : parseDuration(grace);
+    if (ms === undefined)
+      throw new BuildError('INVALID_REQUEST', `invalid builder URL ${url}: reattach-grace must be a duration such as 30s`, {
+        details: { field: 'builder' },
+      });
+    parts.reattachGraceMs = ms;
   }
   if ((parts.certFile === undefined) !== (parts.keyFile === undefined))
     throw new BuildError('INVALID_REQUEST', `invalid builder URL ${url}: cert-file and key-file go together`, {
@@ -246,6 +268,10 @@ export function splitBuilderUrl(url: string): BuilderUrlParts {
   const base = url.split('?')[0] as string;
   parts.channelUrl = parsed.search === '' ? base : `${base}${parsed.search}`;
   return parts;
+}
+
+function connectErrorMessage(error: unknown): string {
+  return ConnectError.from(error).rawMessage;
 }
 
 function nodeKey(node: BuildRequest['inputs'][number]['node']): string {

@@ -203,8 +203,9 @@ describe('remote builds over gRPC: re-attach, large logs, keepalives, cancellati
     closers.push(() => started.close());
     return started;
   }
-  function client(url: string, options: { keepaliveMs?: number } = {}): GrpcBuildService {
-    const created = new GrpcBuildService({ url, ...clientStore, ...options });
+  /** A client that asks the server to keep its builds through a broken connection (re-attach), unless told otherwise. */
+  function client(url: string, options: { keepaliveMs?: number; reattachGraceMs?: number } = {}): GrpcBuildService {
+    const created = new GrpcBuildService({ url, ...clientStore, reattachGraceMs: 30_000, ...options });
     closers.push(() => created.close());
     return created;
   }
@@ -397,6 +398,23 @@ describe('remote builds over gRPC: re-attach, large logs, keepalives, cancellati
     assert.ok(await waitUntil(() => processesMatching(marker).length === 0, 1000), 'the sandbox is gone within a second');
     assert.ok(performance.now() - gone < 1000);
     await assert.rejects(call);
+    assert.ok(await waitUntil(() => target.builds?.invocations.inFlight === 0, 2000), 'the build ended');
+    assert.deepEqual(await buildDirs(), []);
+  });
+
+  it('a Build client without a re-attach grace that goes away cancels its build within a second', async () => {
+    const target = await server();
+    const gone = client(`grpc+unix://${target.socket}`, { reattachGraceMs: 0 });
+    const marker = `kiln-build-gone-${process.pid}`;
+    const running = (async () => {
+      for await (const _ of gone.build(shellRequest(`sleep 300 # ${marker}`)));
+    })();
+    running.catch(() => {});
+    assert.ok(await waitUntil(() => processesMatching(marker).length > 0, 10_000), 'the build started');
+    await gone.close(); // the connection goes away without a Cancel
+    const closedAt = performance.now();
+    assert.ok(await waitUntil(() => processesMatching(marker).length === 0, 1000), 'the sandbox is gone within a second');
+    assert.ok(performance.now() - closedAt < 1000);
     assert.ok(await waitUntil(() => target.builds?.invocations.inFlight === 0, 2000), 'the build ended');
     assert.deepEqual(await buildDirs(), []);
   });
