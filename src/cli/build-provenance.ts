@@ -79,7 +79,8 @@ export const ATTESTATION_HELP = `provenance and reproducibility:
                      --sign-key)
   --cache            use the store's result cache: a request built before returns its
                      recorded result at once when its outputs are still in the store;
-                     a successful build is recorded
+                     a successful build is recorded (always on for a store whose cache
+                     was turned on with kiln provenance cache on)
   --rebuild          build even when the result cache has the request; record the result`;
 
 /** Throws a usage error unless `builderId` (from --builder-id) is a URI. */
@@ -371,9 +372,11 @@ export class BuildAttestation {
 
   /** Checks the options (usage errors before anything runs) and loads the key. */
   static async open(args: ParsedArgs, io: CommandIo, store: Castore, builderUrls: readonly string[]): Promise<BuildAttestation> {
-    const cacheMode = args.values.rebuild === true ? 'record' : args.values.cache === true ? 'use' : 'off';
     const remoteBuilder = builderUrls.some((url) => url.startsWith('grpc+'));
-    return new BuildAttestation(await Attestor.open(args, io, store, { remoteBuilder }), builderUrls, cacheMode);
+    const attestor = await Attestor.open(args, io, store, { remoteBuilder });
+    const storeCaches = args.values.cache === true || (await attestor.sidecar.resultCacheEnabled());
+    const cacheMode = args.values.rebuild === true ? 'record' : storeCaches ? 'use' : 'off';
+    return new BuildAttestation(attestor, builderUrls, cacheMode);
   }
 
   /** Whether anything beyond a plain build was asked for. */

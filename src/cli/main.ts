@@ -14,6 +14,7 @@ import { nixBuild } from './commands/nix-build.js';
 import { nixExport } from './commands/nix-export.js';
 import { nixPathInfo } from './commands/nix-path-info.js';
 import { nixShow } from './commands/nix-show.js';
+import { provenanceCache } from './commands/provenance-cache.js';
 import { provenanceList, provenanceShow } from './commands/provenance-list.js';
 import { provenanceVerify } from './commands/provenance-verify.js';
 import { serve } from './commands/serve.js';
@@ -34,6 +35,7 @@ const COMMANDS: readonly Command[] = [
   provenanceVerify,
   provenanceList,
   provenanceShow,
+  provenanceCache,
 ];
 
 function overview(prefix: readonly string[] = []): string {

@@ -35,6 +35,9 @@ export interface Sidecar extends DigestMemo {
   /** The recorded result (JSON text) for a request digest. */
   getResult(requestHex: string): Promise<string | undefined>;
   putResult(requestHex: string, json: string): Promise<void>;
+  /** Whether this store has its result cache turned on (off until someone turns it on). */
+  resultCacheEnabled(): Promise<boolean>;
+  setResultCacheEnabled(enabled: boolean): Promise<void>;
   readonly description: string;
 }
 
@@ -74,6 +77,13 @@ export class MemorySidecar implements Sidecar {
   }
   async putResult(requestHex: string, json: string): Promise<void> {
     this.#results.set(checkKey(requestHex, HEX64), json);
+  }
+  #cacheOn = false;
+  async resultCacheEnabled(): Promise<boolean> {
+    return this.#cacheOn;
+  }
+  async setResultCacheEnabled(enabled: boolean): Promise<void> {
+    this.#cacheOn = enabled;
   }
   async get(key: string): Promise<DigestSet | undefined> {
     return this.#memo.get(key);
@@ -168,6 +178,20 @@ export class FsSidecar implements Sidecar {
 
   putResult(requestHex: string, json: string): Promise<void> {
     return this.#writeAtomic(join(this.dir, 'results', `${checkKey(requestHex, HEX64)}.json`), json);
+  }
+
+  /** The setting is the file `result-cache-enabled` beside the index. */
+  async resultCacheEnabled(): Promise<boolean> {
+    return (await this.#read(join(this.dir, 'result-cache-enabled'))) !== undefined;
+  }
+
+  async setResultCacheEnabled(enabled: boolean): Promise<void> {
+    const path = join(this.dir, 'result-cache-enabled');
+    if (enabled) await this.#writeAtomic(path, 'on\n');
+    else {
+      await rm(path, { force: true });
+      await syncDir(this.dir);
+    }
   }
 
   async get(key: string): Promise<DigestSet | undefined> {

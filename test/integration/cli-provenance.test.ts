@@ -346,6 +346,27 @@ describe('kiln provenance CLI', { skip: skip ?? false }, () => {
     assert.match(list.stdout, / reproduced by /);
   });
 
+  it('result cache turned on for a store: every build on it uses the cache until it is turned off', async () => {
+    const env = await freshEnv();
+    const req = await deterministic('store-cached');
+    const built = (stderr: string) => /^kiln: built in /m.test(stderr);
+    const status = await runKiln(['provenance', 'cache', 'status'], env);
+    assert.equal(status.status, 0, status.stderr);
+    assert.match(status.stdout, /: off$/m);
+    const on = await runKiln(['provenance', 'cache', 'on'], env);
+    assert.equal(on.status, 0, on.stderr);
+    assert.match(on.stdout, /: on$/m);
+    assert.ok(built((await runKiln(['build', req, '--builder', bwrap], env)).stderr), 'a miss builds');
+    const hit = await runKiln(['build', req, '--builder', bwrap], env);
+    assert.equal(hit.status, 0, hit.stderr);
+    assert.ok(!built(hit.stderr), 'a hit without --cache: the store has its cache on');
+    assert.match(hit.stderr, / cached: /);
+    assert.ok(built((await runKiln(['build', req, '--builder', bwrap, '--rebuild'], env)).stderr), '--rebuild bypasses it');
+    assert.equal((await runKiln(['provenance', 'cache', 'off'], env)).status, 0);
+    assert.ok(built((await runKiln(['build', req, '--builder', bwrap], env)).stderr), 'off again: builds');
+    assert.equal((await runKiln(['provenance', 'cache', 'sideways'], env)).status, 2);
+  });
+
   it('result cache: a miss builds and records, a hit returns at once, --rebuild builds again, a plain build ignores it', async () => {
     const env = await freshEnv();
     const req = await deterministic('cached');
