@@ -272,8 +272,13 @@ export class LocalSandboxBuildService implements BuildService {
       };
     } finally {
       if (child && cgroup) await stopSandbox({ child, launch: launch ?? {}, cgroup });
-      await launch?.cleanup?.();
-      await Promise.all([cgroup?.destroy(), user?.release(), buildDir && rmSync(buildDir, { recursive: true, force: true })]);
+      // Independent removals, at once (a runtime's own nested cgroups may go either way: both sides expect that).
+      await Promise.all([
+        launch?.cleanup?.(),
+        cgroup?.destroy(),
+        user?.release(),
+        buildDir && rmSync(buildDir, { recursive: true, force: true }),
+      ]);
       this.#release(slot);
     }
   }
