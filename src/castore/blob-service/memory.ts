@@ -9,8 +9,9 @@ import { integrityError, verifiedStream } from './verify-stream.js';
 /** Chunk size `read` yields in. */
 export const MEMORY_READ_CHUNK_SIZE = 1 << 20;
 
+/** Blobs are kept as the chunks they arrived in: joining them would need the memory twice over. */
 export class MemoryBlobService implements BlobService {
-  readonly #blobs = new Map<string, Uint8Array>();
+  readonly #blobs = new Map<string, readonly Uint8Array[]>();
 
   async has(digest: B3Digest, options: AbortOptions = {}): Promise<boolean> {
     options.signal?.throwIfAborted();
@@ -40,21 +41,38 @@ export class MemoryBlobService implements BlobService {
     const digest = B3Digest.fromBytes(hasher.digest());
     if (options.expectedDigest && !options.expectedDigest.equals(digest)) throw integrityError(options.expectedDigest, digest);
     const key = digest.toHex();
-    if (!this.#blobs.has(key)) this.#blobs.set(key, parts.length === 1 ? (parts[0] as Uint8Array) : Buffer.concat(parts, size));
+    if (!this.#blobs.has(key)) this.#blobs.set(key, parts);
     return { digest, size };
   }
 
   /** @internal Replaces stored bytes without rehashing; tests use it to simulate corruption. */
   corruptForTesting(digest: B3Digest, bytes: Uint8Array): void {
-    this.#blobs.set(digest.toHex(), bytes);
+    this.#blobs.set(digest.toHex(), [bytes]);
   }
 
   async close(): Promise<void> {}
 }
 
-function* sliceChunks(data: Uint8Array): Generator<Uint8Array> {
-  if (data.byteLength === 0) return;
-  for (let offset = 0; offset < data.byteLength; offset += MEMORY_READ_CHUNK_SIZE) {
-    yield data.subarray(offset, offset + MEMORY_READ_CHUNK_SIZE);
+/** The stored chunks re-cut into `MEMORY_READ_CHUNK_SIZE` pieces (the last may be shorter), copying only to join small ones. */
+function* sliceChunks(parts: readonly Uint8Array[]): Generator<Uint8Array> {
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  for (const data of parts) {
+    for (let offset = 0; offset < data.byteLength; ) {
+      const piece = data.subarray(offset, offset + MEMORY_READ_CHUNK_SIZE - pendingBytes);
+      offset += piece.byteLength;
+      if (pendingBytes === 0 && piece.byteLength === MEMORY_READ_CHUNK_SIZE) {
+        yield piece;
+        continue;
+      }
+      pending.push(piece);
+      pendingBytes += piece.byteLength;
+      if (pendingBytes === MEMORY_READ_CHUNK_SIZE) {
+        yield Buffer.concat(pending, pendingBytes);
+        pending = [];
+        pendingBytes = 0;
+      }
+    }
   }
+  if (pendingBytes > 0) yield pending.length === 1 ? (pending[0] as Uint8Array) : Buffer.concat(pending, pendingBytes);
 }
