@@ -40,7 +40,7 @@ import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { type BuildEvent, type BuildRequest, type BuildService, buildServiceFromUrl } from '../src/build/index.js';
 import { type FsCastore, importPath, type Node, openFsCastore, parsePathComponent } from '../src/castore/index.js';
-import { median } from './harness.js';
+import { median, printTable } from './harness.js';
 
 const PARTS = ['trivial', 'throughput', 'inputs'] as const;
 type Part = (typeof PARTS)[number];
@@ -82,21 +82,10 @@ interface Result {
 }
 
 function printResults(title: string, results: Result[]): void {
-  const header = ['metric', 'kiln', 'reference', 'ratio', 'target', ''];
-  const lines = results.map((r) => [
-    r.metric,
-    r.kiln,
-    r.reference,
-    r.ratio,
-    r.target,
-    r.met === undefined ? '-' : r.met ? 'target met' : 'MISSED',
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
-  const fmt = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] as number)).join(' | ')} |`;
-  console.log(`\n## ${title}\n`);
-  console.log(fmt(header));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const l of lines) console.log(fmt(l));
+  printTable(
+    title,
+    results.map(({ met, ...row }) => ({ ...row, ...(met === undefined ? {} : { ok: met }) })),
+  );
 }
 
 const ms = (value: number) => `${value.toFixed(1)} ms`;

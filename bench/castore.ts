@@ -227,7 +227,7 @@ async function main(): Promise<void> {
   await timeCommand(['nix-store', '--delete', ...nixPaths]).catch(() => {});
   for (let i = 0; i < 3; i++) await fs.rm(join(benchDir, `nix-copy-${i}`), { recursive: true, force: true });
   await fs.rm(stores, { recursive: true, force: true });
-  if (rows.some((r) => !r.ok)) process.exitCode = 1;
+  if (rows.some((r) => r.ok === false)) process.exitCode = 1;
 }
 
 await main();

@@ -57,12 +57,20 @@ export interface Row {
   reference: string;
   ratio: string;
   target: string;
-  ok: boolean;
+  /** Whether the target is met; undefined when there is nothing to judge (informational, or the reference failed). */
+  ok?: boolean;
 }
 
 export function printTable(title: string, rows: Row[]): void {
   const header = ['metric', 'kiln', 'reference', 'ratio', 'target', ''];
-  const lines = rows.map((r) => [r.metric, r.kiln, r.reference, r.ratio, r.target, r.ok ? 'ok' : 'MISSED']);
+  const lines = rows.map((r) => [
+    r.metric,
+    r.kiln,
+    r.reference,
+    r.ratio,
+    r.target,
+    r.ok === undefined ? '-' : r.ok ? 'target met' : 'MISSED',
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
   const fmt = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] as number)).join(' | ')} |`;
   console.log(`\n## ${title}\n`);

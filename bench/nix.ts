@@ -210,7 +210,7 @@ async function main(): Promise<void> {
     await castore.close();
   }
   printTable('nix', rows);
-  if (rows.some((r) => !r.ok)) process.exitCode = 1;
+  if (rows.some((r) => r.ok === false)) process.exitCode = 1;
 }
 
 await main();

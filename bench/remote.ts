@@ -268,7 +268,7 @@ async function main(): Promise<void> {
     await fs.rm(work, { recursive: true, force: true });
   }
   printTable('remote builds', rows);
-  if (rows.some((r) => !r.ok)) process.exitCode = 1;
+  if (rows.some((r) => r.ok === false)) process.exitCode = 1;
 }
 
 await main();
