@@ -5,8 +5,11 @@
  * log streaming, timeouts, out-of-memory detection, cancellation, output
  * ingestion with reference scanning, and removing every trace afterwards.
  *
- * The build's first process joins the build's cgroups itself and then execs
- * the driver's command, so nothing of the build ever runs outside them.
+ * The build's first process starts as soon as the build's cgroups exist,
+ * joins them itself and waits for the word to go while the sandbox is laid
+ * out; then it execs the driver's command. So nothing of the build ever runs
+ * outside its cgroups, and the kernel's work of joining them overlaps the
+ * set-up.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
