@@ -38,7 +38,10 @@ import { createCipheriv } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
+import { bwrapArgs } from '../src/build/bwrap/bwrap-args.js';
 import { type BuildEvent, type BuildRequest, type BuildService, buildServiceFromUrl } from '../src/build/index.js';
+import { withoutHybridCgroups } from '../src/build/oci/oci-build-service.js';
+import { ociSpec } from '../src/build/oci/oci-spec.js';
 import { type FsCastore, importPath, type Node, openFsCastore, parsePathComponent } from '../src/castore/index.js';
 import { median, printTable } from './harness.js';
 
@@ -240,8 +243,12 @@ interface References {
   runConcurrently(runtime: Runtime, id: string): Promise<number>;
 }
 
-/** A tiny input, a scratch dir and /etc for bare bwrap, and an OCI bundle for bare runc and crun. */
-async function makeReferences(dir: string): Promise<References> {
+/**
+ * The trivial build's sandbox without Kiln: a tiny input, a scratch dir and
+ * /etc on disk, the bwrap arguments and OCI bundle Kiln's own backends
+ * would make for it (bwrapArgs, ociSpec), run by the bare runtimes.
+ */
+async function makeReferences(dir: string, inputNode: Node): Promise<References> {
   const input = join(dir, 'input');
   const scratch = join(dir, 'scratch');
   const etc = join(dir, 'etc');
@@ -251,131 +258,23 @@ async function makeReferences(dir: string): Promise<References> {
   await fs.writeFile(join(etc, 'passwd'), 'nixbld:x:1000:100:Nix build user:/out:/noshell\n');
   await fs.mkdir(scratch);
   await fs.chown(scratch, REF_UID, REF_UID);
-  const bwrap = [
-    'bwrap',
-    '--unshare-all',
-    '--uid',
-    '1000',
-    '--gid',
-    '100',
-    '--hostname',
-    'localhost',
-    '--die-with-parent',
-    '--new-session',
-    '--cap-drop',
-    'ALL',
-    '--clearenv',
-    '--tmpfs',
-    '/',
-    '--proc',
-    '/proc',
-    '--dev',
-    '/dev',
-    '--tmpfs',
-    '/tmp',
-    '--ro-bind',
-    etc,
-    '/etc',
-    '--bind',
-    scratch,
-    '/out',
-    '--ro-bind',
-    input,
-    '/inputs/input',
-    '--ro-bind',
-    BUSYBOX,
-    '/bin/sh',
-    '--setenv',
-    'out',
-    '/out/result',
-    '--remount-ro',
-    '/',
-    '--chdir',
-    '/out',
-    '--',
-    '/bin/sh',
-    '-c',
-    SCRIPT,
-  ];
+  const request = trivialRequest(inputNode, 'reference');
+  const layout = { etcDir: etc, scratchDirs: [scratch], inputPaths: [input], extraFiles: [], shell: BUSYBOX };
+  const invocation = bwrapArgs(request, layout);
+  const bwrap = ['bwrap', ...invocation.options.map((a) => Buffer.from(a).toString()), ...invocation.command];
 
   const bundle = join(dir, 'bundle');
   const rootfs = join(bundle, 'rootfs');
   for (const d of ['proc', 'dev', 'tmp', 'etc', 'out', 'inputs/input', 'bin']) await fs.mkdir(join(rootfs, d), { recursive: true });
+  await fs.chmod(join(rootfs, 'tmp'), 0o1777);
   await fs.writeFile(join(rootfs, 'bin/sh'), '');
   await fs.chmod(bundle, 0o711);
-  const bind = (source: string, destination: string, mode: 'ro' | 'rw') => ({
-    destination,
-    type: 'bind',
-    source,
-    options: ['rbind', mode, 'nosuid', 'nodev'],
-  });
-  const ids = [
-    { containerID: 0, hostID: REF_ROOT_UID, size: 1 },
-    { containerID: 1000, hostID: REF_UID, size: 1 },
-  ];
-  const config = {
-    ociVersion: '1.0.2',
-    process: {
-      terminal: false,
-      user: { uid: 1000, gid: 100 },
-      args: ['/bin/sh', '-c', SCRIPT],
-      env: ['out=/out/result'],
-      cwd: '/out',
-      capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
-      noNewPrivileges: true,
-    },
-    root: { path: 'rootfs', readonly: true },
-    hostname: 'localhost',
-    mounts: [
-      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
-      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-      {
-        destination: '/dev/pts',
-        type: 'devpts',
-        source: 'devpts',
-        options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'],
-      },
-      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
-      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
-      bind(etc, '/etc', 'ro'),
-      bind(scratch, '/out', 'rw'),
-      bind(input, '/inputs/input', 'ro'),
-      bind(BUSYBOX, '/bin/sh', 'ro'),
-    ],
-    linux: {
-      uidMappings: ids,
-      gidMappings: ids.map((m) => (m.containerID === 1000 ? { ...m, containerID: 100 } : m)),
-      namespaces: ['pid', 'ipc', 'uts', 'mount', 'user', 'cgroup', 'network'].map((type) => ({ type })),
-      maskedPaths: [
-        '/proc/acpi',
-        '/proc/asound',
-        '/proc/kcore',
-        '/proc/keys',
-        '/proc/latency_stats',
-        '/proc/timer_list',
-        '/proc/timer_stats',
-        '/proc/sched_debug',
-        '/proc/scsi',
-        '/sys/firmware',
-      ],
-      readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
-      resources: { devices: [{ allow: false, access: 'rwm' }] },
-    },
-  };
+  const config = ociSpec(request, layout, { buildUid: REF_UID, rootUid: REF_ROOT_UID });
   await fs.writeFile(join(bundle, 'config.json'), JSON.stringify(config));
   const argv = (runtime: Runtime, id: string): readonly string[] => {
     if (runtime === 'bwrap') return bwrap;
     if (runtime === 'runc') return ['runc', 'run', '--bundle', bundle, id];
-    // crun refuses this host's hybrid cgroup layout: hide cgroup v2 in a private mount namespace.
-    return [
-      'unshare',
-      '-m',
-      '--propagation',
-      'private',
-      'sh',
-      '-c',
-      `umount /sys/fs/cgroup/unified && exec crun run --bundle ${bundle} ${id}`,
-    ];
+    return withoutHybridCgroups(['crun', 'run', '--bundle', bundle, id]);
   };
   // bwrap runs as an unprivileged user, as Kiln runs it; the OCI runtimes run as root and map ids themselves.
   const runConcurrently = (runtime: Runtime, id: string) =>
@@ -481,7 +380,7 @@ class Nix {
 
 async function trivialPart(store: FsCastore, work: string, input: Node, nix: Nix): Promise<Result[]> {
   const services = await openServices(store, join(work, 'sandbox'));
-  const refs = await makeReferences(join(work, 'reference'));
+  const refs = await makeReferences(join(work, 'reference'), input);
   const kiln: Record<Runtime, number[]> = { bwrap: [], runc: [], crun: [] };
   const bare: Record<Runtime, number[]> = { bwrap: [], runc: [], crun: [] };
   const bareFailed: Partial<Record<Runtime, string>> = {};
@@ -572,7 +471,7 @@ async function runPool(count: number, concurrency: number, run: (i: number) => P
 
 async function throughputPart(store: FsCastore, work: string, input: Node, nix: Nix): Promise<Result[]> {
   const services = await openServices(store, join(work, 'sandbox'), { concurrency: String(THROUGHPUT_CONCURRENCY) });
-  const refs = await makeReferences(join(work, 'reference-throughput'));
+  const refs = await makeReferences(join(work, 'reference-throughput'), input);
   const bareRates: Record<Runtime, number[]> = { bwrap: [], runc: [], crun: [] };
   const rates: Record<Runtime, number[]> = { bwrap: [], runc: [], crun: [] };
   const nixRates: number[] = [];
