@@ -25,6 +25,7 @@ import * as fs from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { GrpcBuildService } from '../src/build/grpc/index.js';
 import { type BuildEvent, type BuildRequest, BwrapBuildService } from '../src/build/index.js';
+import { shellBuildRequest } from '../src/build/testing/index.js';
 import { importPath, type Node, openFsCastore, parsePathComponent } from '../src/castore/index.js';
 import { mb, median, printTable, type Row } from './harness.js';
 
@@ -41,7 +42,6 @@ if (only !== undefined && !PARTS.includes(only as (typeof PARTS)[number])) {
 const TRIVIAL_WARMUP = 5;
 const TRIVIAL_ROUNDS = 30;
 const UPLOAD_RUNS = 5;
-const encoder = new TextEncoder();
 
 interface Server {
   child: ChildProcess;
@@ -75,18 +75,7 @@ function startServer(args: string[], home: string): Promise<Server> {
 }
 
 function request(input: Node, name: string, script: string): BuildRequest {
-  return {
-    inputs: [{ name: parsePathComponent(name), node: input }],
-    commandArgs: ['/bin/sh', '-c', script],
-    workingDir: 'build',
-    scratchPaths: ['build', 'nix/store'],
-    inputsDir: 'nix/store',
-    outputs: ['nix/store/out'],
-    environmentVars: [{ key: 'out', value: encoder.encode('/nix/store/out') }],
-    constraints: { system: 'x86_64-linux', minMemory: 0, availableRoPaths: [], networkAccess: false, provideBinSh: true },
-    additionalFiles: [],
-    refscanNeedles: [],
-  };
+  return shellBuildRequest(script, { inputs: [{ name: parsePathComponent(name), node: input }] });
 }
 
 /** Runs a build to its end; its wall time in ms, failing unless it finished. */

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { GrpcBuildService } from '../../src/build/grpc/index.js';
 import type { BuildRequest } from '../../src/build/index.js';
-import { bwrapSkipReason } from '../../src/build/testing/index.js';
+import { bwrapSkipReason, shellBuildRequest } from '../../src/build/testing/index.js';
 import { B3Digest, importPath, MemoryBlobService, MemoryDirectoryService, parsePathComponent } from '../../src/castore/index.js';
 import { concatBytes } from '../../src/common/async-iterable.js';
 import { sandboxDir } from './build-cli-kit.js';
@@ -27,18 +27,9 @@ const RSS_LIMIT_BYTES = 400 * 2 ** 20;
 const encoder = new TextEncoder();
 
 function request(input: BuildRequest['inputs'][number]['node'], build: number): BuildRequest {
-  return {
+  return shellBuildRequest(`cat /nix/store/in/data > $out; echo build ${build} >> $out`, {
     inputs: [{ name: parsePathComponent('in'), node: input }],
-    commandArgs: ['/bin/sh', '-c', `cat /nix/store/in/data > $out; echo build ${build} >> $out`],
-    workingDir: 'build',
-    scratchPaths: ['build', 'nix/store'],
-    inputsDir: 'nix/store',
-    outputs: ['nix/store/out'],
-    environmentVars: [{ key: 'out', value: encoder.encode('/nix/store/out') }],
-    constraints: { system: 'x86_64-linux', minMemory: 0, availableRoPaths: [], networkAccess: false, provideBinSh: true },
-    additionalFiles: [],
-    refscanNeedles: [],
-  };
+  });
 }
 
 describe('50 concurrent clients × 10 builds against one server with concurrency 2', { skip: skip ?? false }, () => {

@@ -34,7 +34,7 @@ import type { BuildRequest } from '../build-request.js';
 import type { BuildService } from '../build-service.js';
 import { BwrapBuildService } from '../bwrap/bwrap-build-service.js';
 import { buildRequestToMessage } from '../proto-convert.js';
-import { bwrapSkipReason } from '../testing/index.js';
+import { bwrapSkipReason, shellBuildRequest } from '../testing/index.js';
 import { type KilnServer, startKilnServer } from './build-grpc-server.js';
 import { buildEventFromMessage } from './event-convert.js';
 import { GrpcBuildService } from './grpc-build-service.js';
@@ -115,27 +115,6 @@ async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boole
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   return true;
-}
-
-/** A request running `script` under the sandbox's /bin/sh, writing $out = /nix/store/out. */
-function shellRequest(
-  script: string,
-  extra: Partial<BuildRequest> = {},
-  constraints: Partial<BuildRequest['constraints'] & object> = {},
-): BuildRequest {
-  return {
-    inputs: [],
-    commandArgs: ['/bin/sh', '-c', script],
-    workingDir: 'build',
-    scratchPaths: ['build', 'nix/store'],
-    inputsDir: 'nix/store',
-    outputs: ['nix/store/out'],
-    environmentVars: [{ key: 'out', value: encoder.encode('/nix/store/out') }],
-    constraints: { system: 'x86_64-linux', minMemory: 0, availableRoPaths: [], networkAccess: false, provideBinSh: true, ...constraints },
-    additionalFiles: [],
-    refscanNeedles: [],
-    ...extra,
-  };
 }
 
 const logOf = (events: BuildEvent[]) => Buffer.concat(events.flatMap((e) => (e.type === 'log' ? [e.data] : [])));
@@ -223,7 +202,7 @@ describe('remote builds over gRPC: re-attach, large logs, keepalives, cancellati
     const script = 'i=0; while [ $i -lt 40 ]; do echo line $i; i=$((i+1)); sleep 0.05; done; echo built > $out';
     const events: BuildEvent[] = [];
     let cuts = 0;
-    for await (const event of service.build(shellRequest(script))) {
+    for await (const event of service.build(shellBuildRequest(script))) {
       events.push(event);
       const log = logOf(events).toString();
       if ((cuts === 0 && log.includes('line 10\n')) || (cuts === 1 && log.includes('line 25\n'))) {
@@ -273,7 +252,7 @@ describe('remote builds over gRPC: re-attach, large logs, keepalives, cancellati
     const uploads: { bytesSent: number; directoriesSent: number }[] = [];
     const service = new GrpcBuildService({ url: `grpc+unix://${socket}`, ...clientStore, onUpload: (u) => uploads.push(u) });
     closers.push(() => service.close());
-    const request = shellRequest('cat /nix/store/in/data > $out', { inputs: [{ name: parsePathComponent('in'), node }] });
+    const request = shellBuildRequest('cat /nix/store/in/data > $out', { inputs: [{ name: parsePathComponent('in'), node }] });
     const build = async () => {
       const events: BuildEvent[] = [];
       for await (const event of service.build(request)) events.push(event);
@@ -320,7 +299,7 @@ describe('remote builds over gRPC: re-attach, large logs, keepalives, cancellati
     let chunks = 0;
     let offset = 0;
     let last: BuildEvent | undefined;
-    for await (const event of service.build(shellRequest(`seq 1 ${lines}; echo done > $out`))) {
+    for await (const event of service.build(shellBuildRequest(`seq 1 ${lines}; echo done > $out`))) {
       last = event;
       if (event.type !== 'log') continue;
       assert.equal(event.stream, 'stdout');
@@ -350,7 +329,7 @@ describe('remote builds over gRPC: re-attach, large logs, keepalives, cancellati
       let cancelledAt: number | undefined;
       await assert.rejects(
         (async () => {
-          for await (const event of service.build(shellRequest(script(marker, 'sleep 300')), { signal: controller.signal })) {
+          for await (const event of service.build(shellBuildRequest(script(marker, 'sleep 300')), { signal: controller.signal })) {
             events.push(event);
             if (logOf(events).toString().includes('after-silence\n') && cancelledAt === undefined) {
               assert.equal(idle.connections, 1, 'the same connection carried the log before and after the silence');
@@ -376,7 +355,7 @@ describe('remote builds over gRPC: re-attach, large logs, keepalives, cancellati
       const idle = await proxy(target.socket, 3000);
       const service = client(`grpc+unix://${idle.path}`, { keepaliveMs: 600_000 });
       const events: BuildEvent[] = [];
-      for await (const event of service.build(shellRequest('echo before-silence; sleep 5; echo after-silence; echo x > $out')))
+      for await (const event of service.build(shellBuildRequest('echo before-silence; sleep 5; echo after-silence; echo x > $out')))
         events.push(event);
       assert.ok(idle.connections >= 2, `the idle connection was dropped (${idle.connections} connections)`);
       assert.equal(logOf(events).toString(), 'before-silence\nafter-silence\n');
@@ -390,7 +369,7 @@ describe('remote builds over gRPC: re-attach, large logs, keepalives, cancellati
     const { snix } = rawClients(target.socket);
     const marker = `kiln-dobuild-gone-${process.pid}`;
     const controller = new AbortController();
-    const call = snix.doBuild(buildRequestToMessage(shellRequest(`sleep 300 # ${marker}`)), { signal: controller.signal });
+    const call = snix.doBuild(buildRequestToMessage(shellBuildRequest(`sleep 300 # ${marker}`)), { signal: controller.signal });
     call.catch(() => {});
     assert.ok(await waitUntil(() => processesMatching(marker).length > 0, 10_000), 'the build started');
     controller.abort();
@@ -407,7 +386,7 @@ describe('remote builds over gRPC: re-attach, large logs, keepalives, cancellati
     const gone = client(`grpc+unix://${target.socket}`, { reattachGraceMs: 0 });
     const marker = `kiln-build-gone-${process.pid}`;
     const running = (async () => {
-      for await (const _ of gone.build(shellRequest(`sleep 300 # ${marker}`)));
+      for await (const _ of gone.build(shellBuildRequest(`sleep 300 # ${marker}`)));
     })();
     running.catch(() => {});
     assert.ok(await waitUntil(() => processesMatching(marker).length > 0, 10_000), 'the build started');
@@ -447,13 +426,13 @@ describe('remote builds over gRPC: re-attach, large logs, keepalives, cancellati
     }
 
     for (const [what, request, field] of [
-      ['another system', shellRequest('true', {}, { system: 'aarch64-darwin' }), 'constraints.system'],
+      ['another system', shellBuildRequest('true', {}, { system: 'aarch64-darwin' }), 'constraints.system'],
       [
         'a read-only path the server lacks',
-        shellRequest('true', {}, { availableRoPaths: ['/nonexistent/kiln-ro-path'] }),
+        shellBuildRequest('true', {}, { availableRoPaths: ['/nonexistent/kiln-ro-path'] }),
         'constraints.available_ro_paths[0]',
       ],
-      ['more memory than the host has', shellRequest('true', {}, { minMemory: totalmem() * 2 }), 'constraints.min_memory'],
+      ['more memory than the host has', shellBuildRequest('true', {}, { minMemory: totalmem() * 2 }), 'constraints.min_memory'],
     ] as const) {
       it(`refuses ${what} with FAILED_PRECONDITION at once, naming ${field}`, async () => {
         const { errors, ms } = await refusals(request);
@@ -472,7 +451,7 @@ describe('remote builds over gRPC: re-attach, large logs, keepalives, cancellati
       const inner = Directory.fromEntries([{ name: parsePathComponent('data'), node: fileNode(blobDigest, blob.byteLength, false) }]);
       const absent = Directory.fromEntries([{ name: parsePathComponent('other'), node: fileNode(blobDigest, blob.byteLength, true) }]);
       await serverStore.directoryService.putMany([inner]); // the directory without its blob
-      const request = shellRequest('true', {
+      const request = shellBuildRequest('true', {
         inputs: [
           { name: parsePathComponent('a-partial'), node: directoryNode(inner.digest, inner.size) },
           { name: parsePathComponent('b-absent'), node: directoryNode(absent.digest, absent.size) },
@@ -492,19 +471,19 @@ describe('remote builds over gRPC: re-attach, large logs, keepalives, cancellati
     it('refuses a build beyond max in flight with RESOURCE_EXHAUSTED, and takes it once there is room', async () => {
       const marker = `kiln-full-${process.pid}`;
       const controller = new AbortController();
-      const first = raw.snix.doBuild(buildRequestToMessage(shellRequest(`sleep 300 # ${marker}`)), { signal: controller.signal });
+      const first = raw.snix.doBuild(buildRequestToMessage(shellBuildRequest(`sleep 300 # ${marker}`)), { signal: controller.signal });
       first.catch(() => {});
       // Running, not just accepted: the local sandbox misses an abort that comes while it is being set up.
       assert.ok(await waitUntil(() => processesMatching(marker).length > 0, 10_000));
       assert.equal(target.builds?.invocations.inFlight, 1);
-      const { errors } = await refusals(shellRequest('echo second > $out'));
+      const { errors } = await refusals(shellBuildRequest('echo second > $out'));
       for (const error of errors) {
         assert.equal(error.code, Code.ResourceExhausted, error.message);
         assert.match(error.rawMessage, /already has 1 builds running or queued/);
       }
       controller.abort();
       assert.ok(await waitUntil(() => target.builds?.invocations.inFlight === 0, 2000));
-      const response = await raw.snix.doBuild(buildRequestToMessage(shellRequest('echo second > $out')));
+      const response = await raw.snix.doBuild(buildRequestToMessage(shellBuildRequest('echo second > $out')));
       assert.equal(response.outputs.length, 1);
       assert.ok(processesMatching(marker).length === 0);
     });
