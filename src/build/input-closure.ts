@@ -5,11 +5,10 @@
  * (`uploadInputClosure`), asking first and sending only the missing parts.
  */
 import {
-  B3Digest,
-  type BlobService,
+  type B3Digest,
+  type CastoreServices,
   type CopySummary,
   copyClosure,
-  type Directory,
   type DirectoryService,
   isCastoreError,
   type Node,
@@ -19,47 +18,39 @@ import { mapConcurrent } from '../common/async-iterable.js';
 import type { BuildRequest } from './build-request.js';
 import { BuildError } from './errors.js';
 
-/** How many existence checks or uploads run at once. */
+/** How many existence checks run at once. */
 const CONCURRENCY = 16;
 
-interface Castore {
-  blobService: BlobService;
-  directoryService: DirectoryService;
-}
-
-/** What an input closure consists of: directories (each once) and the blobs their files and the inputs reference. */
+/** The blobs an input closure references (each once), and the directories it needs that the store lacks. */
 interface Closure {
-  directories: Directory[];
-  /** Blob digests (hex) with their size, each once. */
-  blobs: Map<string, { digest: B3Digest; size: number }>;
-  /** Directory digests (hex) an input or directory references but the store lacks. */
+  blobs: Map<string, B3Digest>;
+  /** Digests (`blake3-…`) of input directories the store lacks, or whose closure it holds only in part. */
   missingDirectories: string[];
 }
 
 async function collectClosure(inputs: readonly Node[], directoryService: DirectoryService, options: AbortOptions): Promise<Closure> {
-  const closure: Closure = { directories: [], blobs: new Map(), missingDirectories: [] };
+  const closure: Closure = { blobs: new Map(), missingDirectories: [] };
   const seen = new Set<string>();
   const addFile = (node: Node) => {
-    if (node.type === 'file') closure.blobs.set(node.digest.toHex(), { digest: node.digest, size: node.size });
+    if (node.type === 'file') closure.blobs.set(node.digest.toHex(), node.digest);
   };
   for (const node of inputs) {
     addFile(node);
     if (node.type !== 'directory' || seen.has(node.digest.toHex())) continue;
-    const before = closure.directories.length;
+    let found = false;
     try {
       for await (const directory of directoryService.getRecursive(node.digest, options)) {
+        found = true;
         const hex = directory.digest.toHex();
         if (seen.has(hex)) continue;
         seen.add(hex);
-        closure.directories.push(directory);
         for (const entry of directory.entries) addFile(entry.node);
       }
     } catch (error) {
       if ((error as { code?: string }).code !== 'NOT_FOUND') throw error;
-      closure.missingDirectories.push(node.digest.toHex());
-      continue;
+      found = false;
     }
-    if (closure.directories.length === before && !seen.has(node.digest.toHex())) closure.missingDirectories.push(node.digest.toHex());
+    if (!found) closure.missingDirectories.push(node.digest.toString());
   }
   return closure;
 }
@@ -68,14 +59,18 @@ async function collectClosure(inputs: readonly Node[], directoryService: Directo
  * The digests (`blake3-…` form) of the input closure that `store` lacks;
  * empty when it holds everything.
  */
-export async function missingInputs(request: Pick<BuildRequest, 'inputs'>, store: Castore, options: AbortOptions = {}): Promise<string[]> {
+export async function missingInputs(
+  request: Pick<BuildRequest, 'inputs'>,
+  store: CastoreServices,
+  options: AbortOptions = {},
+): Promise<string[]> {
   const closure = await collectClosure(
     request.inputs.map((i) => i.node),
     store.directoryService,
     options,
   );
-  const missing = closure.missingDirectories.map((hex) => B3Digest.fromHex(hex).toString());
-  for await (const absent of mapConcurrent(closure.blobs.values(), CONCURRENCY, async ({ digest }) =>
+  const missing = [...closure.missingDirectories];
+  for await (const absent of mapConcurrent(closure.blobs.values(), CONCURRENCY, async (digest) =>
     (await store.blobService.has(digest, options)) ? undefined : digest.toString(),
   )) {
     if (absent) missing.push(absent);
@@ -93,8 +88,8 @@ export type UploadSummary = CopySummary;
  */
 export async function uploadInputClosure(
   request: Pick<BuildRequest, 'inputs'>,
-  from: Castore,
-  to: Castore,
+  from: CastoreServices,
+  to: CastoreServices,
   options: AbortOptions = {},
 ): Promise<UploadSummary> {
   try {
