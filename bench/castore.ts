@@ -142,7 +142,6 @@ async function main(): Promise<void> {
     reference: '-',
     ratio: '-',
     target: '-',
-    ok: true,
   });
   rows.push({
     metric: 'peak RSS importing 1 GiB file',

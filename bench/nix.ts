@@ -173,7 +173,6 @@ async function main(): Promise<void> {
     reference: '',
     ratio: `${(nixGraph / layer).toFixed(2)}× Nix`,
     target: '',
-    ok: true,
   });
 
   const tree = join(benchDir, 'nar-tree');
