@@ -98,6 +98,18 @@ describe('ReferenceScanner', () => {
     assert.deepEqual(scanner.matches(), [true, false]);
   });
 
+  it('ReferenceScanner keeps its own copy of a chunk’s end: the caller may refill its buffer (a Buffer too)', () => {
+    const needle = bytes('/nix/store/4xw8n979xpivdc46a9ndcvyhwgif00hz-bash-5.1-p16');
+    const scanner = new ReferenceScanner([needle]);
+    const stream = scanner.createStream();
+    const buffer = Buffer.alloc(64, 'x');
+    buffer.write('xxxx/nix/store/4xw8n979', 64 - 23);
+    stream.update(buffer);
+    buffer.fill('z'); // reused for the next read
+    buffer.write('xpivdc46a9ndcvyhwgif00hz-bash-5.1-p16', 0);
+    stream.update(buffer);
+    assert.deepEqual(scanner.matches(), [true]);
+  });
   it('ReferenceScanner keeps streams apart: a needle split across two files is not found', () => {
     const scanner = new ReferenceScanner([bytes('split-needle'), bytes('another')]);
     scanner.createStream().update(bytes('aaa split-'));

@@ -278,7 +278,7 @@ export class StreamScanner {
     this.#scanner.scan(chunk);
     if (overlap === 0) return;
     if (chunk.byteLength >= overlap) {
-      this.#tail = chunk.slice(chunk.byteLength - overlap);
+      this.#tail = new Uint8Array(chunk.subarray(chunk.byteLength - overlap)); // a copy (Buffer#slice would not copy)
     } else {
       const keep = Math.min(this.#tail.byteLength, overlap - chunk.byteLength);
       const tail = new Uint8Array(keep + chunk.byteLength);

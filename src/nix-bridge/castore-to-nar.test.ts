@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { importPath, MemoryBlobService, MemoryDirectoryService } from '../castore/index.js';
+import { B3Digest, importPath, MemoryBlobService, MemoryDirectoryService, openFsCastore } from '../castore/index.js';
 import { concatBytes } from '../common/async-iterable.js';
 import { formatNixHash, hashBytes } from '../nix/index.js';
-import { narDigestOfNode, narOfNode } from './castore-to-nar.js';
+import { NAR_OFF_THREAD_BYTES, narDigestOfNode, narOfNode } from './castore-to-nar.js';
 import { narToCastore } from './nar-to-castore.js';
 
 const FIXTURES = '/work/shared/vectors/snix-fixtures';
@@ -72,5 +73,70 @@ describe('castore ⇄ NAR', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  describe('from the disk store (files read into one reused buffer; large NARs hashed off-thread)', () => {
+    /** A tree above the off-thread threshold with a needle straddling the first 1 MiB read boundary of a large file (and nowhere else). */
+    async function makeTree(root: string, needle: Buffer): Promise<void> {
+      await mkdir(join(root, 'many'), { recursive: true });
+      const large = randomBytes(3 * 2 ** 20 + 100);
+      needle.copy(large, 2 ** 20 - 3);
+      await writeFile(join(root, 'large'), large);
+      for (let i = 0; i < 40; i++) await writeFile(join(root, 'many', `f${i}`), randomBytes(20_000 + i * 997));
+      await writeFile(join(root, 'many', 'tail'), Buffer.concat([randomBytes(70_000), needle.subarray(0, 4)]));
+      await symlink('large', join(root, 'link'));
+    }
+
+    it('yields the same NAR hash, size, extra hash and needles as hashing the whole NAR', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'kiln-nar-fs-'));
+      const store = await openFsCastore(join(dir, 'store'));
+      try {
+        const needle = Buffer.from('kiln-needle-across-reads');
+        await makeTree(join(dir, 'tree'), needle);
+        const { node } = await importPath(join(dir, 'tree'), store);
+        const nar = Buffer.from(await concatBytes(narOfNode(node, store)));
+        assert.ok(nar.length > NAR_OFF_THREAD_BYTES, 'the NAR is hashed off-thread');
+        const needles = [needle, Buffer.from('absent-needle'), needle.subarray(0, 4)];
+        const digest = await narDigestOfNode(node, store, { needles, extraAlgo: 'sha512' });
+        assert.deepEqual(digest.narHash, hashBytes('sha256', nar));
+        assert.deepEqual(digest.extraHash, hashBytes('sha512', nar));
+        assert.equal(digest.narSize, nar.length);
+        assert.deepEqual(digest.found, [true, false, true]);
+        // A NAR under the threshold is hashed on this thread, with the same result.
+        const many = (await store.directoryService.get((node as { digest: B3Digest }).digest))?.entries.find(
+          (e) => Buffer.from(e.name).toString() === 'many',
+        );
+        assert.ok(many);
+        const small = await narDigestOfNode(many.node, store);
+        assert.deepEqual(small.narHash, hashBytes('sha256', await concatBytes(narOfNode(many.node, store))));
+      } finally {
+        await store.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('a blob corrupted on disk fails with INTEGRITY_MISMATCH naming it', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'kiln-nar-fs-'));
+      const store = await openFsCastore(join(dir, 'store'));
+      try {
+        await makeTree(join(dir, 'tree'), Buffer.from('needle'));
+        const { node } = await importPath(join(dir, 'tree'), store);
+        const large = B3Digest.of(readFileSync(join(dir, 'tree', 'large')));
+        const path = await store.blobService.localBlobPath(large);
+        assert.ok(path);
+        const bytes = readFileSync(path);
+        bytes[2 ** 20 + 5] ^= 1;
+        await chmod(path, 0o644);
+        await writeFile(path, bytes);
+        await assert.rejects(narDigestOfNode(node, store), (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'INTEGRITY_MISMATCH');
+          assert.match(error.message, new RegExp(large.toString().replace(/[+/]/g, '\\$&')));
+          return true;
+        });
+      } finally {
+        await store.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
   });
 });

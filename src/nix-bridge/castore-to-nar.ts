@@ -6,6 +6,7 @@
  * and scans it for reference needles the way Nix does: over the NAR bytes,
  * so names count as well as contents and symlink targets.
  */
+import { closeSync, openSync, readSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
@@ -22,7 +23,20 @@ import {
 import type { AbortOptions } from '../common/abort.js';
 import { concatBytes } from '../common/async-iterable.js';
 import { createBlake3 } from '../common/blake3.js';
+import { createOffThreadHash, type OffThreadHash } from '../common/off-thread-hash.js';
 import { createNixHasher, type HashAlgorithm, type NarSourceNode, type NixHash, writeNar } from '../nix/index.js';
+
+/** How a NAR is read from the castore. */
+export interface NarSourceOptions extends AbortOptions {
+  /**
+   * Read local blob files into this one buffer, synchronously, a chunk at a
+   * time: each chunk yielded is valid only until the next one is pulled. For
+   * a consumer that hashes each chunk and forgets it (no allocation per
+   * chunk, no garbage, no thread-pool round trips); each read blocks the
+   * event loop for at most one buffer's worth.
+   */
+  readonly readBuffer?: Uint8Array;
+}
 
 /** What reading a castore tree needs. */
 export interface CastoreReader {
@@ -98,6 +112,32 @@ async function* readLargeBlobFile(path: string, node: FileNode, options: AbortOp
   }
 }
 
+function corrupt(node: FileNode, actual: B3Digest): CastoreError {
+  return new CastoreError('INTEGRITY_MISMATCH', `blob ${node.digest} is corrupt: its bytes hash to ${actual}`, {
+    details: { digest: node.digest.toString(), actual: actual.toString() },
+  });
+}
+
+/** A local blob file read into `buffer` chunk by chunk (see `NarSourceOptions.readBuffer`), BLAKE3 checked after the last chunk. */
+function* readBlobFileInto(path: string, node: FileNode, buffer: Uint8Array, options: AbortOptions): Generator<Uint8Array> {
+  const fd = openSync(path, 'r');
+  try {
+    const hasher = createBlake3();
+    for (;;) {
+      options.signal?.throwIfAborted();
+      const bytesRead = readSync(fd, buffer, 0, buffer.byteLength, null);
+      if (bytesRead === 0) break;
+      const chunk = buffer.subarray(0, bytesRead);
+      hasher.update(chunk);
+      yield chunk;
+    }
+    const actual = B3Digest.fromBytes(hasher.digest());
+    if (!actual.equals(node.digest)) throw corrupt(node, actual);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * The tree under `node` as the NAR writer's source; missing objects fail
  * with castore `NOT_FOUND` when reached. Small files of a directory are
@@ -107,7 +147,7 @@ async function* readLargeBlobFile(path: string, node: FileNode, options: AbortOp
 export function castoreNarSource(
   node: Node,
   castore: CastoreReader,
-  options: AbortOptions = {},
+  options: NarSourceOptions = {},
   prefetched?: Promise<Uint8Array>,
 ): NarSourceNode {
   switch (node.type) {
@@ -120,8 +160,14 @@ export function castoreNarSource(
         size: node.size,
         contents: async () => {
           if (prefetched) return prefetched;
-          if (node.size <= NAR_SMALL_FILE_SIZE) return readSmallBlob(node, castore, options);
           const service = castore.blobService as BlobService;
+          if (options.readBuffer && hasLocalBlobFiles(service)) {
+            const path = await service.localBlobPath(node.digest);
+            if (!path)
+              throw new CastoreError('NOT_FOUND', `blob ${node.digest} not found`, { details: { digest: node.digest.toString() } });
+            return readBlobFileInto(path, node, options.readBuffer, options);
+          }
+          if (node.size <= NAR_SMALL_FILE_SIZE) return readSmallBlob(node, castore, options);
           const path = hasLocalBlobFiles(service) ? await service.localBlobPath(node.digest) : undefined;
           if (path) return readLargeBlobFile(path, node, options);
           const data = await castore.blobService.read(node.digest, options);
@@ -139,7 +185,8 @@ export function castoreNarSource(
           }
           const entries = directory.entries;
           const ahead = new Map<number, Promise<Uint8Array>>();
-          let next = 0;
+          // Reads into one buffer happen when the writer gets there, never ahead.
+          let next = options.readBuffer ? entries.length : 0;
           for (let i = 0; i < entries.length; i++) {
             for (; next < entries.length && next < i + NAR_READ_AHEAD_FILES; next++) {
               const child = (entries[next] as DirectoryEntry).node;
@@ -159,7 +206,7 @@ export function castoreNarSource(
 }
 
 /** The NAR of a node streamed from the castore. */
-export function narOfNode(node: Node, castore: CastoreReader, options: AbortOptions = {}): AsyncGenerator<Uint8Array> {
+export function narOfNode(node: Node, castore: CastoreReader, options: NarSourceOptions = {}): AsyncGenerator<Uint8Array> {
   return writeNar(castoreNarSource(node, castore, options), options);
 }
 
@@ -180,25 +227,63 @@ export interface NodeNarDigest {
   readonly extraHash?: NixHash;
 }
 
-/** Hashes (and scans) the NAR of `node` in one pass over the castore. */
+/**
+ * NARs up to this many bytes are hashed on the calling thread; beyond it
+ * the hashing moves to the hash worker, where it runs beside the reading
+ * and BLAKE3 checks (for a small NAR the hand-off would cost more).
+ */
+export const NAR_OFF_THREAD_BYTES = 4 * 2 ** 20;
+
+/** The buffer local blob files are read into while hashing a NAR. */
+const NAR_READ_BUFFER_BYTES = 1 << 20;
+
+/**
+ * Hashes (and scans) the NAR of `node` in one pass over the castore,
+ * reading local blob files into one reused buffer. The first
+ * `NAR_OFF_THREAD_BYTES` are kept (copied); a NAR that ends within them
+ * is hashed here, a longer one on the hash worker.
+ */
 export async function narDigestOfNode(node: Node, castore: CastoreReader, options: NarDigestOptions = {}): Promise<NodeNarDigest> {
-  const sha256 = createNixHasher('sha256');
-  const extra = options.extraAlgo ? createNixHasher(options.extraAlgo) : undefined;
+  const algos: HashAlgorithm[] = ['sha256', ...(options.extraAlgo ? [options.extraAlgo] : [])];
   const needles = options.needles ?? [];
   const scanner = needles.length > 0 ? new ReferenceScanner(needles) : undefined;
   const stream = scanner?.createStream();
+  const early: Uint8Array[] = [];
+  let offThread: OffThreadHash | undefined;
   let narSize = 0;
-  for await (const chunk of narOfNode(node, castore, options)) {
-    sha256.update(chunk);
-    extra?.update(chunk);
-    stream?.update(chunk);
-    narSize += chunk.byteLength;
+  try {
+    const readBuffer = Buffer.allocUnsafeSlow(NAR_READ_BUFFER_BYTES);
+    for await (const chunk of narOfNode(node, castore, { ...options, readBuffer })) {
+      stream?.update(chunk);
+      narSize += chunk.byteLength;
+      if (!offThread) {
+        early.push(new Uint8Array(chunk)); // a copy: the chunk may be overwritten
+        if (narSize <= NAR_OFF_THREAD_BYTES) continue;
+        offThread = createOffThreadHash(algos);
+        for (const kept of early.splice(0)) await offThread.update(kept);
+        continue;
+      }
+      const wait = offThread.update(chunk);
+      if (wait) await wait;
+    }
+  } catch (error) {
+    offThread?.abort();
+    throw error;
   }
+  let digests: Uint8Array[];
+  if (offThread) {
+    digests = await offThread.digest();
+  } else {
+    const hashers = algos.map((algo) => createNixHasher(algo));
+    for (const chunk of early) for (const hasher of hashers) hasher.update(chunk);
+    digests = hashers.map((hasher) => hasher.digest().digest);
+  }
+  const [narHash, extraHash] = algos.map((algo, index) => ({ algo, digest: digests[index] as Uint8Array }));
   return {
-    narHash: sha256.digest(),
+    narHash: narHash as NixHash,
     narSize,
     found: scanner ? scanner.matches() : [],
-    ...(extra ? { extraHash: extra.digest() } : {}),
+    ...(extraHash ? { extraHash } : {}),
   };
 }
 
