@@ -276,9 +276,13 @@ describe('NixBuilder (with a fake builder)', () => {
     assert.equal(await count(), 0);
   });
 
-  it('refuses builtin builders, __noChroot and system features it lacks before building', async () => {
+  it('refuses builtin builders but a fixed-output fetchurl, __noChroot and system features it lacks before building', async () => {
     for (const [spec, message] of [
-      [{ name: 'fetch', builder: 'builtin:fetchurl' }, /builtin builder builtin:fetchurl/],
+      [
+        { name: 'unpack', builder: 'builtin:unpack-channel' },
+        /builtin builder builtin:unpack-channel, which Kiln does not provide \(only builtin:fetchurl\)/,
+      ],
+      [{ name: 'fetch', builder: 'builtin:fetchurl' }, /builtin:fetchurl must be a fixed-output derivation/],
       [{ name: 'nochroot', builder: BUILDER, env: { __noChroot: '1' } }, /'__noChroot' set/],
       [{ name: 'kvm', builder: BUILDER, env: { requiredSystemFeatures: 'kvm big-parallel' } }, /system features \{kvm\}/],
     ] as const) {

@@ -14,7 +14,7 @@
  * cancels the builds still running and no new one starts (Nix without
  * `--keep-going`).
  */
-import type { BuildEvent, BuildService } from '../build/index.js';
+import { type BuildEvent, type BuildResponse, type BuildService, buildRequestDigest } from '../build/index.js';
 import {
   type BlobService,
   type CastoreServices,
@@ -25,6 +25,7 @@ import {
 } from '../castore/index.js';
 import type { AbortOptions } from '../common/abort.js';
 import { type Derivation, DerivationHasher, derivationNameFromPath, derivationPath, parseDerivation } from '../nix/index.js';
+import { BUILTIN_FETCHURL, builtinFetchurlProblem, runBuiltinFetchurl } from './builtin-fetchurl.js';
 import { makeRootsDurable } from './castore-to-nar.js';
 import { boolAttrOf, stringsAttrOf, structuredAttrsOf } from './derivation-environment.js';
 import { type DerivationBuildRequest, derivationToBuildRequest } from './derivation-to-build-request.js';
@@ -334,32 +335,48 @@ export class NixBuilder {
     );
   }
 
+  /** Runs the build on the builder (copying a remote builder's outputs here); resolves to its response. */
+  async #runOnBuilder(drvPath: string, built: DerivationBuildRequest, signal: AbortSignal): Promise<BuildResponse> {
+    const emit = this.#options.onEvent;
+    let outcome: Extract<BuildEvent, { type: 'finished' | 'failed' }> | undefined;
+    let invocationId: string | undefined;
+    for await (const event of this.#options.buildService.build(built.request, { signal })) {
+      if (event.type === 'accepted') {
+        invocationId = event.invocationId;
+        emit?.({ type: 'started', drvPath, buildId: event.buildId, backend: event.backend });
+      } else if (event.type === 'log') emit?.({ type: 'log', drvPath, stream: event.stream, data: event.data });
+      else if (event.type === 'resources')
+        emit?.({ type: 'resources', drvPath, cpuTimeMs: event.cpuTimeMs, peakMemoryBytes: event.peakMemoryBytes });
+      else if (event.type === 'finished' || event.type === 'failed') outcome = event;
+    }
+    signal.throwIfAborted();
+    if (!outcome) throw new NixBridgeError('BUILD_FAILED', `the builder gave no result for '${drvPath}'`, { details: { drvPath } });
+    if (outcome.type === 'failed') throw buildFailure(drvPath, built, outcome);
+    await this.#fetchOutputs(
+      outcome.response.outputs.map((o) => o.node),
+      invocationId,
+      signal,
+    );
+    return outcome.response;
+  }
+
+  /** Fetches a `builtin:fetchurl` derivation's output here, as Nix does, instead of sending it to a builder. */
+  async #runBuiltinFetchurl(drvPath: string, drv: Derivation, built: DerivationBuildRequest, signal: AbortSignal): Promise<BuildResponse> {
+    this.#options.onEvent?.({ type: 'started', drvPath, buildId: buildRequestDigest(built.request).toString(), backend: BUILTIN_FETCHURL });
+    return runBuiltinFetchurl(drvPath, drv, this.#options, { signal });
+  }
+
   async #buildOne(drvPath: string, signal: AbortSignal): Promise<void> {
     const emit = this.#options.onEvent;
     try {
       signal.throwIfAborted();
       const { drv, built, closure } = await this.prepare(drvPath, { signal });
       const started = performance.now();
-      let outcome: Extract<BuildEvent, { type: 'finished' | 'failed' }> | undefined;
-      let invocationId: string | undefined;
-      for await (const event of this.#options.buildService.build(built.request, { signal })) {
-        if (event.type === 'accepted') {
-          invocationId = event.invocationId;
-          emit?.({ type: 'started', drvPath, buildId: event.buildId, backend: event.backend });
-        } else if (event.type === 'log') emit?.({ type: 'log', drvPath, stream: event.stream, data: event.data });
-        else if (event.type === 'resources')
-          emit?.({ type: 'resources', drvPath, cpuTimeMs: event.cpuTimeMs, peakMemoryBytes: event.peakMemoryBytes });
-        else if (event.type === 'finished' || event.type === 'failed') outcome = event;
-      }
-      signal.throwIfAborted();
-      if (!outcome) throw new NixBridgeError('BUILD_FAILED', `the builder gave no result for '${drvPath}'`, { details: { drvPath } });
-      if (outcome.type === 'failed') throw buildFailure(drvPath, built, outcome);
-      await this.#fetchOutputs(
-        outcome.response.outputs.map((o) => o.node),
-        invocationId,
-        signal,
-      );
-      const outputs = await outputsToPathInfos(drv, drvPath, built, outcome.response, this.#options, {
+      const response =
+        drv.builder === BUILTIN_FETCHURL
+          ? await this.#runBuiltinFetchurl(drvPath, drv, built, signal)
+          : await this.#runOnBuilder(drvPath, built, signal);
+      const outputs = await outputsToPathInfos(drv, drvPath, built, response, this.#options, {
         signal,
         storeDir: this.#storeDir,
         inputInfos: closure,
@@ -389,8 +406,12 @@ interface RemoteOutputs {
 /** Refuses what Nix's sandbox refuses, and what no Kiln builder can run. */
 export function checkBuildable(drvPath: string, drv: Derivation): void {
   const reject = (message: string) => new NixBridgeError('DERIVATION_REJECTED', message, { details: { drvPath } });
-  if (drv.builder.startsWith('builtin:'))
-    throw reject(`derivation '${drvPath}' uses the builtin builder ${drv.builder}, which Kiln does not provide`);
+  if (drv.builder === BUILTIN_FETCHURL) {
+    const problem = builtinFetchurlProblem(drv);
+    if (problem) throw reject(`derivation '${drvPath}': ${problem}`);
+  } else if (drv.builder.startsWith('builtin:')) {
+    throw reject(`derivation '${drvPath}' uses the builtin builder ${drv.builder}, which Kiln does not provide (only ${BUILTIN_FETCHURL})`);
+  }
   const attrs = structuredAttrsOf(drv);
   if (boolAttrOf(drv, attrs, '__noChroot')) {
     throw reject(`derivation '${drvPath}' has '__noChroot' set, but that's not allowed when 'sandbox' is 'true'`);
