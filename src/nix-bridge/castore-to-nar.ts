@@ -49,6 +49,13 @@ export const NAR_SMALL_FILE_SIZE = 1 << 20;
 /** Small files of a directory read ahead of the NAR writer (at most this many × NAR_SMALL_FILE_SIZE in memory per directory level). */
 export const NAR_READ_AHEAD_FILES = 16;
 
+/** The error for a blob whose bytes do not hash to its digest. */
+function corrupt(node: FileNode, actual: B3Digest): CastoreError {
+  return new CastoreError('INTEGRITY_MISMATCH', `blob ${node.digest} is corrupt: its bytes hash to ${actual}`, {
+    details: { digest: node.digest.toString(), actual: actual.toString() },
+  });
+}
+
 /** A small blob whole: from its local file when the store has one (one read, BLAKE3 checked here), else through `read`. */
 async function readSmallBlob(node: FileNode, castore: CastoreReader, options: AbortOptions): Promise<Uint8Array> {
   const service = castore.blobService as BlobService;
@@ -65,11 +72,7 @@ async function readSmallBlob(node: FileNode, castore: CastoreReader, options: Ab
       throw error;
     }
     const actual = B3Digest.of(data);
-    if (!actual.equals(node.digest)) {
-      throw new CastoreError('INTEGRITY_MISMATCH', `blob ${node.digest} is corrupt: its bytes hash to ${actual}`, {
-        details: { digest: node.digest.toString(), actual: actual.toString() },
-      });
-    }
+    if (!actual.equals(node.digest)) throw corrupt(node, actual);
     return data;
   }
   const data = await service.read(node.digest, options);
@@ -102,20 +105,10 @@ async function* readLargeBlobFile(path: string, node: FileNode, options: AbortOp
       yield chunk;
     }
     const actual = B3Digest.fromBytes(hasher.digest());
-    if (!actual.equals(node.digest)) {
-      throw new CastoreError('INTEGRITY_MISMATCH', `blob ${node.digest} is corrupt: its bytes hash to ${actual}`, {
-        details: { digest: node.digest.toString(), actual: actual.toString() },
-      });
-    }
+    if (!actual.equals(node.digest)) throw corrupt(node, actual);
   } finally {
     await handle.close();
   }
-}
-
-function corrupt(node: FileNode, actual: B3Digest): CastoreError {
-  return new CastoreError('INTEGRITY_MISMATCH', `blob ${node.digest} is corrupt: its bytes hash to ${actual}`, {
-    details: { digest: node.digest.toString(), actual: actual.toString() },
-  });
 }
 
 /** A local blob file read into `buffer` chunk by chunk (see `NarSourceOptions.readBuffer`), BLAKE3 checked after the last chunk. */
