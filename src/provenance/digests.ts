@@ -28,7 +28,7 @@ import { type ByteSource, toChunks } from '../common/async-iterable.js';
 import { createBlake3 } from '../common/blake3.js';
 import { compareBytes, toHex } from '../common/encoding.js';
 import { hashNar, type NarSourceNode } from '../nix/index.js';
-import { type CastoreReader, castoreNarSource } from '../nix-bridge/index.js';
+import { type CastoreReader, narDigestOfNode } from '../nix-bridge/index.js';
 import { ProvenanceError } from './errors.js';
 
 /** What reading and checking artifacts in a castore needs. */
@@ -80,7 +80,7 @@ export function castoreDigestOf(node: Node): { blake3: string } | Record<string,
 
 /** `blake3` and `sha256` (NAR) of a node in the castore; reads every blob under it. */
 export async function nodeDigests(node: Node, castore: CastoreReader, options: AbortOptions = {}): Promise<DigestSet> {
-  const { narHash } = await hashNar(castoreNarSource(node, castore, options), options);
+  const { narHash } = await narDigestOfNode(node, castore, options);
   return { ...castoreDigestOf(node), sha256: toHex(narHash.digest) };
 }
 
