@@ -1,8 +1,10 @@
 /**
  * `oci://?runtime=runc|crun`: builds in an OCI container. Each build gets a
- * bundle (config.json from oci-spec.ts, and a root file system holding only
- * mount points) under its build directory; the runtime runs as root but maps
- * every id of the sandbox to unprivileged host ids in a user namespace.
+ * bundle (config.json from oci-spec.ts) in its build directory; the root file
+ * system, holding only mount points, is kept per build user in the sandbox
+ * directory, and of its mount points only those the request names are made
+ * and removed for each build. The runtime runs as root but maps every id of
+ * the sandbox to unprivileged host ids in a user namespace.
  *
  * Both runtimes stay inside the build's cgroups: runc nests its own cgroup
  * below them (it must manage one) and keeps it after the container exits
@@ -11,7 +13,7 @@
  * v1 ("hybrid" mode), so it starts in a private mount namespace without it.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type BuildRequest, isPathWithin } from '../build-request.js';
@@ -25,7 +27,7 @@ import {
 } from '../sandbox/local-sandbox-service.js';
 import { hostPathOf, type SandboxLayout } from '../sandbox/sandbox-layout.js';
 import { ociSeccompProfile, seccompBpfProgram } from '../sandbox/seccomp.js';
-import { type OciMount, ociSpec } from './oci-spec.js';
+import { ociSpec } from './oci-spec.js';
 
 export type OciRuntime = 'runc' | 'crun';
 
@@ -85,8 +87,10 @@ class OciDriver {
   command(build: SandboxBuild): SandboxCommand {
     const { request, buildUid, invocationId } = build;
     const id = `kiln-${invocationId}`;
-    const bundle = join(this.#options.bundleRoot ?? build.buildDir, this.#options.bundleRoot ? id : 'bundle');
-    const rootfs = join(bundle, 'rootfs');
+    // config.json goes in the build's own directory (or a bundle root); the root file system, mount points only, is
+    // kept per build user between builds, so the standard mount points are not made and removed for every build.
+    const bundle = this.#options.bundleRoot ? join(this.#options.bundleRoot, id) : build.buildDir;
+    const rootfs = join(build.sandboxDir, 'rootfs', String(buildUid));
     const runtime = this.#runtime;
     const binary = this.#binary;
     const options = this.#options;
@@ -101,19 +105,34 @@ class OciDriver {
           request,
           layout,
           { buildUid, rootUid: buildUid + (options.rootUidOffset ?? ROOT_UID_OFFSET) },
-          runtime === 'runc' ? { cgroupsPath: id, seccomp: SECCOMP_PROFILE } : { annotations: CRUN_SECCOMP },
+          runtime === 'runc'
+            ? { cgroupsPath: id, seccomp: SECCOMP_PROFILE, rootPath: rootfs }
+            : { annotations: CRUN_SECCOMP, rootPath: rootfs },
         );
         // A few tiny files and directories: synchronous calls cost less than trips through the thread pool.
-        mkdirSync(rootfs, { recursive: true, mode: 0o755 });
-        chmodSync(bundle, 0o711);
-        for (const mount of spec.mounts) makeMountPoint(mount, rootfs, (path) => scratchHostPath(request, layout, path));
-        chmodSync(join(rootfs, 'tmp'), 0o1777);
-        writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
+        const rootfsMountPoints = new Map<string, boolean>();
+        for (const mount of spec.mounts) {
+          const isFile = mount.type === 'bind' && statSync(mount.source).isFile();
+          const inScratch = mount.options.includes('rw') ? undefined : scratchHostPath(request, layout, mount.destination);
+          if (inScratch === undefined) {
+            if (mount.destination !== '/') rootfsMountPoints.set(mount.destination.slice(1), isFile);
+          } else makeMountPoint(inScratch, isFile);
+        }
+        const requestMountPoints = layOutRootfs(rootfs, rootfsMountPoints);
+        const removeRequestMountPoints = () => removeEntries(rootfs, requestMountPoints);
+        try {
+          if (options.bundleRoot) mkdirSync(bundle, { recursive: true, mode: 0o711 });
+          writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
+        } catch (error) {
+          removeRequestMountPoints();
+          throw error;
+        }
         return {
           // runc nests the container in a cgroup of its own and is asked to kill it; a crun container is in the
           // build's cgroups, where the default stop (kill every process in them) reaches it.
           ...(runtime === 'runc' ? { stop: () => runQuietly(binary, ['kill', '--all', id, 'KILL']) } : {}),
           cleanup: async () => {
+            removeRequestMountPoints();
             await removeContainer(runtime, binary, id);
             if (options.bundleRoot) await fs.rm(bundle, { recursive: true, force: true });
           },
@@ -121,6 +140,63 @@ class OciDriver {
       },
     };
   }
+}
+
+/** Mount points of every build (or of many): they stay in a build user's root file system from one build to the next. */
+const STANDARD_MOUNT_POINTS = new Set(['proc', 'dev', 'dev/pts', 'dev/shm', 'tmp', 'etc', 'bin', 'bin/sh']);
+
+/**
+ * Makes `rootfs` hold exactly the mount points `wanted` (relative path →
+ * whether it is a file) and their parent directories, creating what is
+ * missing and removing whatever else an earlier build left (only an
+ * interrupted one leaves more than the standard mount points). Returns the
+ * entries it created that the request named, parents first, for removal
+ * after the build.
+ */
+function layOutRootfs(rootfs: string, wanted: ReadonlyMap<string, boolean>): string[] {
+  const kinds = new Map<string, 'file' | 'directory'>();
+  for (const [path, isFile] of wanted) {
+    if (!kinds.has(path)) kinds.set(path, isFile ? 'file' : 'directory');
+    for (let parent = dirname(path); parent !== '.'; parent = dirname(parent)) kinds.set(parent, 'directory');
+  }
+  const present = new Set<string>();
+  const prune = (dir: string, prefix: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = prefix + entry.name;
+      const kind = kinds.get(path);
+      if (kind === 'directory' && entry.isDirectory()) {
+        present.add(path);
+        prune(join(dir, entry.name), `${path}/`);
+      } else if (kind === 'file' && entry.isFile()) present.add(path);
+      else rmSync(join(dir, entry.name), { recursive: true, force: true });
+    }
+  };
+  // Only build users' roots may traverse the directory of root file systems.
+  if (mkdirSync(rootfs, { recursive: true, mode: 0o755 }) !== undefined) chmodSync(dirname(rootfs), 0o711);
+  prune(rootfs, '');
+  const created: string[] = [];
+  try {
+    // Sorted, a directory comes before what it holds.
+    for (const path of [...kinds.keys()].sort()) {
+      if (present.has(path)) continue;
+      const target = join(rootfs, path);
+      if (kinds.get(path) === 'file') writeFileSync(target, '', { mode: 0o444 });
+      else {
+        mkdirSync(target, { mode: 0o755 });
+        if (path === 'tmp') chmodSync(target, 0o1777);
+      }
+      if (!STANDARD_MOUNT_POINTS.has(path)) created.push(path);
+    }
+  } catch (error) {
+    removeEntries(rootfs, created);
+    throw error;
+  }
+  return created;
+}
+
+/** Removes `entries` (relative to `dir`, parents first) and anything below them. */
+function removeEntries(dir: string, entries: readonly string[]): void {
+  for (const path of [...entries].reverse()) rmSync(join(dir, path), { recursive: true, force: true });
 }
 
 /**
@@ -156,15 +232,11 @@ function scratchHostPath(request: BuildRequest, layout: SandboxLayout, sandboxPa
 }
 
 /**
- * Creates what a mount needs to land on: in the root file system, or in the
- * scratch directory the destination lies in (the runtime, unprivileged in
- * its user namespace, could not create it there).
+ * Creates a mount point in the scratch directory the mount lands in (the
+ * runtime, unprivileged in its user namespace, could not create it there).
  */
-function makeMountPoint(mount: OciMount, rootfs: string, inScratch: (path: string) => string | undefined): void {
-  const scratchTarget = mount.options.includes('rw') ? undefined : inScratch(mount.destination);
-  const target = scratchTarget ?? join(rootfs, mount.destination);
+function makeMountPoint(target: string, isFile: boolean): void {
   if (existsSync(target)) return;
-  const isFile = mount.type === 'bind' && statSync(mount.source).isFile();
   mkdirSync(isFile ? dirname(target) : target, { recursive: true, mode: 0o755 });
   if (isFile) writeFileSync(target, '', { mode: 0o444 });
 }

@@ -67,6 +67,8 @@ export interface OciSpecOptions {
   readonly seccomp?: unknown;
   /** Runtime-specific annotations. */
   readonly annotations?: Record<string, string>;
+  /** The root file system: absolute, or relative to the bundle; default `rootfs`. */
+  readonly rootPath?: string;
 }
 
 /** Mounts that go on top of the root file system, in order (every destination needs a mount point). */
@@ -112,7 +114,7 @@ export function ociSpec(request: BuildRequest, layout: SandboxLayout, ids: OciId
       capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
       noNewPrivileges: true,
     },
-    root: { path: 'rootfs', readonly: true },
+    root: { path: options.rootPath ?? 'rootfs', readonly: true },
     hostname: 'localhost',
     ...(options.annotations ? { annotations: options.annotations } : {}),
     mounts: ociMounts(request, layout),

@@ -60,6 +60,12 @@ export interface SandboxBuild {
   readonly request: BuildRequest;
   /** A fresh directory for this build only, removed afterwards. */
   readonly buildDir: string;
+  /**
+   * The directory holding every build directory. What a driver keeps there
+   * between builds under a name holding `buildUid` is this build's alone
+   * until its `cleanup` has returned (the uid is locked until then).
+   */
+  readonly sandboxDir: string;
   /** The host uid and gid the sandbox's uid 1000 / gid 100 must map to. */
   readonly buildUid: number;
   readonly invocationId: string;
@@ -147,7 +153,7 @@ export class LocalSandboxBuildService implements BuildService {
       const uid = user.uid;
       buildDir = mkdtempSync(join(this.#sandboxDir, 'build-'));
       chmodSync(buildDir, 0o711);
-      const command = this.#driver.command({ request, buildDir, buildUid: uid, invocationId });
+      const command = this.#driver.command({ request, buildDir, sandboxDir: this.#sandboxDir, buildUid: uid, invocationId });
       cgroup = await BuildCgroup.create(
         `kiln-${invocationId}`,
         {
@@ -275,11 +281,11 @@ export class LocalSandboxBuildService implements BuildService {
       };
     } finally {
       if (child && cgroup) await stopSandbox({ child, launch: launch ?? {}, cgroup });
-      // Independent removals, at once (a runtime's own nested cgroups may go either way: both sides expect that).
+      // Independent removals, at once (a runtime's own nested cgroups may go either way: both sides expect that);
+      // the build user is released once the driver has cleaned up what it keeps for that user.
       await Promise.all([
-        launch?.cleanup?.(),
+        Promise.resolve(launch?.cleanup?.()).finally(() => user?.release()),
         cgroup?.destroy(),
-        user?.release(),
         buildDir && rmSync(buildDir, { recursive: true, force: true }),
       ]);
       this.#release(slot);
