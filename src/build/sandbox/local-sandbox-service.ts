@@ -90,7 +90,7 @@ export interface SandboxLaunch {
   readonly inputFds?: readonly Uint8Array[];
   /** Stops every process of the sandbox; default: SIGKILL the command's process group. */
   stop?(): Promise<void>;
-  /** Removes what the runtime left behind; called once, after the command is gone. */
+  /** Removes what the runtime left behind; called once, after the command is gone (as soon as its usage is read). */
   cleanup?(): Promise<void>;
 }
 
@@ -144,6 +144,7 @@ export class LocalSandboxBuildService implements BuildService {
     let buildDir: string | undefined;
     let child: ChildProcess | undefined;
     let launch: SandboxLaunch | undefined;
+    let cleaning: Promise<void> | undefined;
     let cgroup: BuildCgroup | undefined;
     let user: BuildUserLock | undefined;
     try {
@@ -217,6 +218,9 @@ export class LocalSandboxBuildService implements BuildService {
       await cgroup.killAll();
       const wallTimeMs = performance.now() - started;
       const usage = await cgroup.stats();
+      // The sandbox is gone and its usage read: what the runtime left is removed while the outputs are ingested.
+      cleaning = Promise.resolve(launch.cleanup?.());
+      cleaning.catch(() => {}); // awaited below
       yield { type: 'resources', cpuTimeMs: usage.cpuTimeMs, peakMemoryBytes: usage.peakMemoryBytes };
       const ran = {
         ...(result.code !== null ? { exitCode: result.code } : {}),
@@ -284,7 +288,7 @@ export class LocalSandboxBuildService implements BuildService {
       // Independent removals, at once (a runtime's own nested cgroups may go either way: both sides expect that);
       // the build user is released once the driver has cleaned up what it keeps for that user.
       await Promise.all([
-        Promise.resolve(launch?.cleanup?.()).finally(() => user?.release()),
+        (cleaning ?? Promise.resolve(launch?.cleanup?.())).finally(() => user?.release()),
         cgroup?.destroy(),
         buildDir && rmSync(buildDir, { recursive: true, force: true }),
       ]);
