@@ -43,7 +43,7 @@ import { type BuildEvent, type BuildRequest, type BuildService, buildServiceFrom
 import { withoutHybridCgroups } from '../src/build/oci/oci-build-service.js';
 import { ociSpec } from '../src/build/oci/oci-spec.js';
 import { type FsCastore, importPath, type Node, openFsCastore, parsePathComponent } from '../src/castore/index.js';
-import { median, printTable } from './harness.js';
+import { median, printTable, runBare } from './harness.js';
 
 const PARTS = ['trivial', 'throughput', 'inputs'] as const;
 type Part = (typeof PARTS)[number];
@@ -129,23 +129,6 @@ function speedupRow(
 
 // ---------------------------------------------------------------------------
 // Processes
-
-/** Runs argv to completion (stdout and stderr piped and drained, as Kiln does); returns the wall time in ms. */
-function runBare(argv: readonly string[], options: { uid?: number; gid?: number; cwd?: string } = {}): Promise<number> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0] as string, argv.slice(1), { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d) => (output += d));
-    child.stderr.on('data', (d) => (output += d));
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      const elapsed = performance.now() - started;
-      if (code === 0) resolve(elapsed);
-      else reject(new Error(`${argv.join(' ')} failed (${signal ?? `exit ${code}`}): ${output.slice(-2000).trim()}`));
-    });
-  });
-}
 
 /** Runs a command for its output; rejects with its stderr on failure. */
 function output(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ stdout: string; ms: number }> {

@@ -8,7 +8,9 @@
  *   bwrap (fresh KILN_HOME) and by `nix-build -j2` in Nix's sandbox,
  *   interleaved; medians. Target: Kiln at least 3× faster. For context, the
  *   same number of trivial BuildRequests straight on Kiln's bwrap builder,
- *   2 at a time (what the build layer alone costs).
+ *   2 at a time (what the build layer alone costs), and the same sandbox run
+ *   that many times by bare bwrap, 2 at a time (what any bubblewrap-based
+ *   builder costs on this machine).
  * - NAR hashing of a 1 GiB tree (a 512 MiB file and 2,048 files of 256 KiB
  *   in 32 directories): Kiln streaming the NAR from its disk castore, as it
  *   does for every output, against `nix-hash --type sha256` on the files.
@@ -16,22 +18,27 @@
  *
  * Data goes under $KILN_BENCH_DIR (default /var/tmp/kiln-bench). Needs
  * root, bubblewrap and Nix with `sandbox = true` (scripts/install-deps.sh).
- * Exits 1 when a target is missed.
+ * `KILN_BENCH_ONLY=graph|nar` runs one part. Exits 1 when a target is missed.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { bwrapArgs } from '../src/build/bwrap/bwrap-args.js';
 import { type BuildRequest, buildServiceFromUrl } from '../src/build/index.js';
-import { importPath, openFsCastore, parsePathComponent } from '../src/castore/index.js';
+import { importPath, type Node, openFsCastore, parsePathComponent } from '../src/castore/index.js';
 import { formatNixHash } from '../src/nix/index.js';
 import { narDigestOfNode } from '../src/nix-bridge/index.js';
-import { mb, median, printTable, type Row, timeCommand } from './harness.js';
+import { mb, median, printTable, type Row, runBare, timeCommand } from './harness.js';
 
 const benchDir = resolve(process.env.KILN_BENCH_DIR ?? '/var/tmp/kiln-bench');
 const kiln = resolve(import.meta.dirname, '../bin/kiln');
 const RUNS = Number(process.env.KILN_BENCH_RUNS ?? 3);
+/** `KILN_BENCH_ONLY=graph|nar` runs one part. */
+const only = process.env.KILN_BENCH_ONLY;
+const runs = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(', ');
+if (only !== undefined && only !== 'graph' && only !== 'nar') throw new Error('KILN_BENCH_ONLY must be graph or nar');
 const LEVELS = 9;
 const WIDTH = 11;
 const NAR_BIG_FILE = 512 * 2 ** 20;
@@ -76,13 +83,10 @@ async function makeNarTree(root: string): Promise<number> {
   return NAR_BIG_FILE + NAR_SMALL_FILES * NAR_SMALL_SIZE;
 }
 
-/** 100 trivial BuildRequests on the bwrap builder, 2 at a time: the build layer's own cost. */
-async function buildLayerSeconds(dir: string, count: number): Promise<number> {
-  const castore = await openFsCastore(join(dir, 'castore'));
-  const busybox = await importPath(join(dir, 'bb'), castore);
-  const builder = await buildServiceFromUrl(`bwrap://${join(dir, 'sandbox-layer')}`, castore);
-  const request = (i: number): BuildRequest => ({
-    inputs: [{ name: parsePathComponent('busybox'), node: busybox.node }],
+/** The trivial BuildRequest each derivation of the graph amounts to (`i` makes each one different). */
+function trivialRequest(busybox: Node, i: number): BuildRequest {
+  return {
+    inputs: [{ name: parsePathComponent('busybox'), node: busybox }],
     commandArgs: ['/nix/store/busybox/bin/busybox', 'sh', '-c', `echo ${i} > $out`],
     workingDir: 'build',
     scratchPaths: ['build', 'nix/store'],
@@ -92,31 +96,81 @@ async function buildLayerSeconds(dir: string, count: number): Promise<number> {
     additionalFiles: [],
     refscanNeedles: [],
     constraints: { system: 'x86_64-linux', minMemory: 0, availableRoPaths: [], networkAccess: false, provideBinSh: true },
-  });
+  };
+}
+
+/** Runs `count` jobs, 2 at a time; returns the wall time in seconds. */
+async function twoAtATime(count: number, run: (i: number) => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    [0, 1].map(async () => {
+      while (next < count) await run(next++);
+    }),
+  );
+  return (performance.now() - started) / 1000;
+}
+
+/** 100 trivial BuildRequests on the bwrap builder, 2 at a time: the build layer's own cost. */
+async function buildLayerSeconds(dir: string, count: number): Promise<number> {
+  const castore = await openFsCastore(join(dir, 'castore'));
+  const busybox = await importPath(join(dir, 'bb'), castore);
+  const builder = await buildServiceFromUrl(`bwrap://${join(dir, 'sandbox-layer')}`, castore);
   try {
-    const started = performance.now();
-    let next = 0;
-    await Promise.all(
-      [0, 1].map(async () => {
-        while (next < count) {
-          for await (const event of builder.build(request(next++))) if (event.type === 'failed') throw new Error(event.message);
-        }
-      }),
-    );
-    return (performance.now() - started) / 1000;
+    return await twoAtATime(count, async (i) => {
+      for await (const event of builder.build(trivialRequest(busybox.node, i))) if (event.type === 'failed') throw new Error(event.message);
+    });
   } finally {
     await builder.close();
     await castore.close();
   }
 }
 
-async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('bench:nix needs root (sandboxed builds, Nix build users)');
-  await fs.mkdir(benchDir, { recursive: true });
-  await fs.chmod(benchDir, 0o755);
+/**
+ * The same sandbox run by bare bubblewrap (the arguments Kiln's builder
+ * gives it, as an unprivileged user, nothing else), `count` times 2 at a
+ * time: what any bubblewrap-based builder costs on this machine.
+ */
+async function bareBwrapSeconds(dir: string, count: number): Promise<number> {
+  const uid = 65534;
+  const root = join(dir, 'bare-bwrap');
+  await fs.rm(root, { recursive: true, force: true });
+  const etc = join(root, 'etc');
+  await fs.mkdir(etc, { recursive: true });
+  await fs.writeFile(join(etc, 'passwd'), 'nixbld:x:1000:100:Nix build user:/build:/noshell\n');
+  const slots = [0, 1].map((slot) => join(root, `slot${slot}`));
+  for (const slot of slots) {
+    for (const scratch of ['build', 'store']) {
+      await fs.mkdir(join(slot, scratch), { recursive: true });
+      await fs.chown(join(slot, scratch), uid, uid);
+    }
+  }
+  await fs.chmod(root, 0o755);
+  const argv = (i: number) => {
+    const slot = slots[i % 2] as string;
+    const layout = {
+      etcDir: etc,
+      scratchDirs: [join(slot, 'build'), join(slot, 'store')],
+      inputPaths: [join(dir, 'bb')],
+      extraFiles: [],
+      shell: '/bin/busybox',
+    };
+    // bwrapArgs reads only the input's name: its contents are bound from layout.inputPaths.
+    const { options, command } = bwrapArgs(trivialRequest({ type: 'symlink', target: Buffer.from('unused') }, i), layout);
+    return ['bwrap', ...options.map((a) => Buffer.from(a).toString()), ...command];
+  };
+  try {
+    return await twoAtATime(count, (i) => runBare(argv(i), { uid, gid: uid }));
+  } finally {
+    await fs.rm(root, { recursive: true, force: true });
+  }
+}
+
+/** The 100-derivation graph on Kiln and on Nix, with the build layer's and bare bwrap's ceilings. */
+async function graphPart(): Promise<Row[]> {
+  const rows: Row[] = [];
   const graphDir = join(benchDir, 'nix-graph');
   await prepareGraph(graphDir);
-  const rows: Row[] = [];
 
   const kilnRuns: number[] = [];
   const nixRuns: number[] = [];
@@ -158,7 +212,7 @@ async function main(): Promise<void> {
   const kilnGraph = median(kilnRuns);
   const nixGraph = median(nixRuns);
   const layer = await buildLayerSeconds(graphDir, drvCount);
-  const runs = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(', ');
+  const bare = await bareBwrapSeconds(graphDir, drvCount);
   rows.push({
     metric: `${drvCount} derivations, chain and fan, -j2 (bwrap)`,
     kiln: `${kilnGraph.toFixed(2)} s (runs ${runs(kilnRuns)})`,
@@ -174,7 +228,20 @@ async function main(): Promise<void> {
     ratio: `${(nixGraph / layer).toFixed(2)}× Nix`,
     target: '',
   });
+  rows.push({
+    metric: `  for context: ${drvCount} runs of the same sandbox by bare bwrap, 2 at a time (this machine's ceiling)`,
+    kiln: `${bare.toFixed(2)} s`,
+    reference: '',
+    ratio: `${(nixGraph / bare).toFixed(2)}× Nix`,
+    target: '',
+  });
 
+  return rows;
+}
+
+/** NAR hashing of a 1 GiB tree from the disk castore against nix-hash. */
+async function narPart(): Promise<Row[]> {
+  const rows: Row[] = [];
   const tree = join(benchDir, 'nar-tree');
   const bytes = await makeNarTree(tree);
   const castore = await openFsCastore(join(benchDir, 'nar-castore'));
@@ -208,6 +275,16 @@ async function main(): Promise<void> {
   } finally {
     await castore.close();
   }
+  return rows;
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('bench:nix needs root (sandboxed builds, Nix build users)');
+  await fs.mkdir(benchDir, { recursive: true });
+  await fs.chmod(benchDir, 0o755);
+  const rows: Row[] = [];
+  if (only !== 'nar') rows.push(...(await graphPart()));
+  if (only !== 'graph') rows.push(...(await narPart()));
   printTable('nix', rows);
   if (rows.some((r) => r.ok === false)) process.exitCode = 1;
 }
