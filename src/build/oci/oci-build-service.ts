@@ -6,10 +6,12 @@
  * and removed for each build. The runtime runs as root but maps every id of
  * the sandbox to unprivileged host ids in a user namespace.
  *
- * Both runtimes stay inside the build's cgroups: runc nests its own cgroup
- * below them (it must manage one) and keeps it after the container exits
- * (`--keep`, so the build's OOM count can be read) until `runc delete`;
- * crun runs with its cgroup manager disabled. crun refuses a host whose cgroup v2 hierarchy is mounted beside
+ * Both runtimes put the container in the build's cgroups: runc, started
+ * from Kiln's own cgroups, takes the build's (their name as its relative
+ * cgroups path) as its own, places the container in them itself and keeps
+ * them after the container exits (`--keep`, so the build's OOM count can be
+ * read) until they are removed; crun, whose cgroup manager is disabled,
+ * starts inside them. crun refuses a host whose cgroup v2 hierarchy is mounted beside
  * v1 ("hybrid" mode), so it starts in a private mount namespace without it.
  */
 import { spawn } from 'node:child_process';
@@ -100,13 +102,14 @@ class OciDriver {
           ? withoutHybridCgroups([binary, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id])
           : [binary, 'run', '--keep', '--bundle', bundle, id],
       asBuildUser: false,
+      placesInCgroups: runtime === 'runc',
       async prepare(layout) {
         const spec = ociSpec(
           request,
           layout,
           { buildUid, rootUid: buildUid + (options.rootUidOffset ?? ROOT_UID_OFFSET) },
           runtime === 'runc'
-            ? { cgroupsPath: id, seccomp: SECCOMP_PROFILE, rootPath: rootfs }
+            ? { cgroupsPath: build.cgroupName, seccomp: SECCOMP_PROFILE, rootPath: rootfs }
             : { annotations: CRUN_SECCOMP, rootPath: rootfs },
         );
         // A few tiny files and directories: synchronous calls cost less than trips through the thread pool.
@@ -128,8 +131,8 @@ class OciDriver {
           throw error;
         }
         return {
-          // runc nests the container in a cgroup of its own and is asked to kill it; a crun container is in the
-          // build's cgroups, where the default stop (kill every process in them) reaches it.
+          // runc is asked to kill its container, then the default stop (kill the command's process group and every
+          // process in the build's cgroups) follows; that default alone reaches a crun container.
           ...(runtime === 'runc' ? { stop: () => runQuietly(binary, ['kill', '--all', id, 'KILL']) } : {}),
           cleanup: async () => {
             removeRequestMountPoints();
@@ -207,8 +210,8 @@ function removeEntries(dir: string, entries: readonly string[]): void {
 
 /**
  * Forgets a container that has exited. For a stopped runc container that
- * is its state directory and its (empty) cgroups, which Kiln removes
- * itself, sparing a `runc delete` process per build (with synchronous
+ * is its state directory and its (empty) cgroups, the build's own among
+ * them (whose removal tolerates this), which Kiln removes itself, sparing a `runc delete` process per build (with synchronous
  * calls: a dozen tiny removals cost less than trips through the thread
  * pool); anything else, or anything that will not go, is left to
  * `delete --force`.

@@ -5,11 +5,12 @@
  * the build user), so every process of the build is counted and limited
  * from the start. It moves itself by writing `0` to `tasks`: a single
  * thread moving itself spares the kernel the system-wide synchronisation
- * that a write to `cgroup.procs` waits for (measured: 6–20 ms per build). A sandbox runtime may nest cgroups of its own
- * below (runc does); limits, statistics and kills cover those too. On
- * cgroup v1 the kernel counts an OOM kill only in the victim's own cgroup,
- * so `stats()` sums the counters of the whole subtree: a runtime that nests
- * must keep its cgroup until the stats are read.
+ * that a write to `cgroup.procs` waits for (measured: 6–20 ms per build). A sandbox runtime may put its processes in them
+ * itself (runc takes them as its own) or nest cgroups of its own below;
+ * limits, statistics and kills cover those too. On cgroup v1 the kernel
+ * counts an OOM kill only in the victim's own cgroup, so `stats()` sums the
+ * counters of the whole subtree: a runtime that nests must keep its cgroup
+ * until the stats are read.
  */
 import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
