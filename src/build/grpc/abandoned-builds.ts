@@ -10,8 +10,8 @@
  * but its per-build cgroups (`kiln-<invocation id>`), an OCI runtime's
  * container of the same name, and its build directory stay. The build
  * directory is found through the build user: a `build-*` directory in the
- * sandbox directory whose scratch directories belong to a build user whose
- * lock (`locks/uid-N`) is free or held by a dead process is abandoned. A
+ * sandbox directory whose scratch directories belong to a build user no
+ * live process holds (build-user-lock.ts) is abandoned. A
  * build directory without scratch directories cannot be attributed and is
  * left alone.
  */
@@ -20,6 +20,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+
+import { buildUserHeld } from '../sandbox/build-user-lock.js';
 
 const run = promisify(execFile);
 const CGROUP_ROOT = '/sys/fs/cgroup';
@@ -111,13 +113,6 @@ async function buildUidOf(buildDir: string): Promise<number | undefined> {
   return undefined;
 }
 
-async function lockIsLive(lockDir: string, uid: number): Promise<boolean> {
-  const text = await fs.readFile(join(lockDir, `uid-${uid}`), 'utf8').catch(() => undefined);
-  if (text === undefined) return false;
-  const pid = Number(text);
-  return Number.isInteger(pid) && pid > 0 && alive(pid);
-}
-
 /** Removes the build directories in `sandboxDir` no live build holds (see the header). */
 export async function sweepAbandonedBuildDirs(sandboxDir: string): Promise<string[]> {
   const removed: string[] = [];
@@ -126,7 +121,7 @@ export async function sweepAbandonedBuildDirs(sandboxDir: string): Promise<strin
     if (!entry.startsWith('build-')) continue;
     const dir = join(sandboxDir, entry);
     const uid = await buildUidOf(dir);
-    if (uid === undefined || (await lockIsLive(join(sandboxDir, 'locks'), uid))) continue;
+    if (uid === undefined || (await buildUserHeld(uid))) continue;
     await fs.rm(dir, { recursive: true, force: true });
     removed.push(dir);
   }

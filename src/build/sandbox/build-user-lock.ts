@@ -1,11 +1,16 @@
 /**
  * Build users shared by every Kiln process on the host: a build takes the
- * lowest host uid in `[base, base + count)` whose lock file it can create
- * (O_EXCL) under `lockDir`; a lock whose owner process is gone is taken over.
- * So two builds never run as the same host user, whichever process runs them.
+ * lowest host uid in `[base, base + count)` nobody else holds. The lock on
+ * uid N is a listening Unix socket in the abstract namespace,
+ * `@kiln-build-user-N`: the kernel lets one socket hold a name, and frees it
+ * when its process exits however it exits, so a lock is never stale and
+ * two processes can never both take one (lock files needed a takeover of
+ * stale locks, racy when two processes tried it at once). The name is per
+ * host uid, not per sandbox directory, as the uid is what must not be
+ * shared. Abstract names belong to a network namespace: Kiln processes
+ * sharing build uids must share one (as processes on a host do).
  */
-import * as fs from 'node:fs/promises';
-import { join } from 'node:path';
+import { createServer, type Server } from 'node:net';
 
 /** How many build uids exist from the base. */
 export const DEFAULT_BUILD_USER_COUNT = 64;
@@ -15,46 +20,39 @@ export interface BuildUserLock {
   release(): Promise<void>;
 }
 
-export async function lockBuildUser(lockDir: string, base: number, count = DEFAULT_BUILD_USER_COUNT): Promise<BuildUserLock | undefined> {
-  await fs.mkdir(lockDir, { recursive: true, mode: 0o700 });
+/** The abstract socket name that locks build uid `uid`. */
+function lockName(uid: number): string {
+  return `\0kiln-build-user-${uid}`;
+}
+
+/** Listens on `name`, or resolves to undefined when another socket holds it. */
+function tryListen(name: string): Promise<Server | undefined> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' ? resolve(undefined) : reject(error)));
+    server.listen(name, () => {
+      server.unref(); // a held lock does not keep the process alive
+      resolve(server);
+    });
+  });
+}
+
+function close(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+export async function lockBuildUser(base: number, count = DEFAULT_BUILD_USER_COUNT): Promise<BuildUserLock | undefined> {
   for (let uid = base; uid < base + count; uid++) {
-    const path = join(lockDir, `uid-${uid}`);
-    if ((await tryCreate(path)) || ((await isStale(path)) && (await takeOver(path)))) {
-      return { uid, release: () => fs.rm(path, { force: true }) };
-    }
+    const server = await tryListen(lockName(uid));
+    if (server) return { uid, release: () => close(server) };
   }
   return undefined;
 }
 
-async function tryCreate(path: string): Promise<boolean> {
-  try {
-    await fs.writeFile(path, String(process.pid), { flag: 'wx' });
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw error;
-  }
-}
-
-async function isStale(path: string): Promise<boolean> {
-  const pid = Number(await fs.readFile(path, 'utf8').catch(() => ''));
-  if (!Number.isInteger(pid) || pid <= 0) return true;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-}
-
-/**
- * Replaces a stale lock and reads it back. Two processes taking over the same
- * stale lock in the same instant could both read their own pid back (the
- * window is a rename and a read); live locks are never taken.
- */
-async function takeOver(path: string): Promise<boolean> {
-  const mine = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}`;
-  await fs.writeFile(mine, String(process.pid));
-  await fs.rename(mine, path);
-  return (await fs.readFile(path, 'utf8').catch(() => '')) === String(process.pid);
+/** Whether some live process (this one included) holds build uid `uid`. */
+export async function buildUserHeld(uid: number): Promise<boolean> {
+  const server = await tryListen(lockName(uid));
+  if (!server) return true;
+  await close(server);
+  return false;
 }

@@ -28,7 +28,7 @@ import { type BuildService, DEFAULT_PIDS_LIMIT, type SandboxLimits } from '../bu
 import { checkConstraints } from '../constraints.js';
 import { BuildError } from '../errors.js';
 import { buildRequestDigest } from '../proto-convert.js';
-import { type BuildUserLock, lockBuildUser } from './build-user-lock.js';
+import { type BuildUserLock, DEFAULT_BUILD_USER_COUNT, lockBuildUser } from './build-user-lock.js';
 import { BuildCgroup, cgroupV1Unavailable } from './cgroup-v1.js';
 import { InputsCache } from './inputs-cache.js';
 import { LogTail } from './log-tail.js';
@@ -160,8 +160,10 @@ export class LocalSandboxBuildService implements BuildService {
     let user: BuildUserLock | undefined;
     try {
       await this.#sandboxDirReady();
-      user = await lockBuildUser(join(this.#sandboxDir, 'locks'), this.#options.buildUidBase ?? DEFAULT_BUILD_UID_BASE);
-      if (!user) throw new BuildError('SANDBOX_UNAVAILABLE', `every build user is busy (locks in ${join(this.#sandboxDir, 'locks')})`);
+      const base = this.#options.buildUidBase ?? DEFAULT_BUILD_UID_BASE;
+      user = await lockBuildUser(base);
+      if (!user)
+        throw new BuildError('SANDBOX_UNAVAILABLE', `every build user is busy (uids ${base}–${base + DEFAULT_BUILD_USER_COUNT - 1})`);
       const uid = user.uid;
       buildDir = mkdtempSync(join(this.#sandboxDir, 'build-'));
       chmodSync(buildDir, 0o711);
