@@ -246,9 +246,13 @@ export class LocalSandboxBuildService implements BuildService {
       await cgroup.killAll();
       const wallTimeMs = performance.now() - started;
       const usage = await cgroup.stats();
-      // The sandbox is gone and its usage read: what the runtime left is removed while the outputs are ingested.
-      cleaning = Promise.resolve(launch.cleanup?.());
-      cleaning.catch(() => {}); // awaited below
+      // The sandbox is gone and its usage read: what the runtime left is removed while the outputs are ingested
+      // (on the next turn of the event loop, while ingestion waits on the thread pool).
+      const exitedLaunch = launch;
+      if (exitedLaunch.cleanup) {
+        cleaning = new Promise<void>((resolve, reject) => setImmediate(() => exitedLaunch.cleanup?.().then(resolve, reject)));
+        cleaning.catch(() => {}); // awaited below
+      }
       yield { type: 'resources', cpuTimeMs: usage.cpuTimeMs, peakMemoryBytes: usage.peakMemoryBytes };
       const ran = {
         ...(result.code !== null ? { exitCode: result.code } : {}),
