@@ -20,16 +20,23 @@ export interface CommandIo {
   readonly signal: AbortSignal;
 }
 
-export interface Command {
+/** What names a command: enough for dispatch and the overview, without loading it. */
+export interface CommandSpec {
   /** Words that select the command, e.g. `['castore', 'import']`. */
   readonly path: readonly string[];
   readonly summary: string;
+}
+
+/** What a command's module provides (loaded only when the command runs). */
+export interface CommandImplementation {
   /** Full help text printed by `--help`. */
   readonly help: string;
   readonly options: NonNullable<ParseArgsConfig['options']>;
   /** Resolves to the exit status. */
-  run(args: ParsedArgs, io: CommandIo): Promise<number>;
+  run(this: Command, args: ParsedArgs, io: CommandIo): Promise<number>;
 }
+
+export type Command = CommandSpec & CommandImplementation;
 
 export interface ParsedArgs {
   readonly values: Record<string, string | boolean | string[] | undefined>;

@@ -18,7 +18,15 @@ import { type Castore, type CastoreServices, copyClosure, importPath, materializ
 import { compareBytes } from '../../common/encoding.js';
 import { ATTESTATION_HELP, ATTESTATION_OPTIONS, BuildAttestation } from '../build-provenance.js';
 import { BuildStatus, formatBytes, formatSeconds } from '../build-status.js';
-import { type Command, type CommandIo, expectPositionals, STORE_HELP, STORE_OPTION, stringOption, UsageError } from '../command.js';
+import {
+  type CommandImplementation,
+  type CommandIo,
+  expectPositionals,
+  STORE_HELP,
+  STORE_OPTION,
+  stringOption,
+  UsageError,
+} from '../command.js';
 import { EXIT_FAILURE, EXIT_INTERRUPTED } from '../exit-codes.js';
 import { formatNode } from '../format.js';
 import { withStore } from '../store.js';
@@ -63,9 +71,7 @@ export function builderUrlsWithLimits(urls: readonly string[], limits: Partial<R
   return [builderUrlWithLimits(urls[0] as string, limits)];
 }
 
-export const build: Command = {
-  path: ['build'],
-  summary: 'run a BuildRequest (snix.build.v1 proto3 JSON) in a sandbox',
+export const build: CommandImplementation = {
   help: `usage: kiln build REQUEST.json [--builder URL]... [--store URL] [--input NAME=PATH]...
                   [--timeout DURATION] [--silence-timeout DURATION] [--memory SIZE]
                   [--concurrency N] [--json] [--export DIR] [--fetch]

@@ -1,12 +1,10 @@
 /** `kiln castore export ENTRY DEST`: materialize a node from the castore. */
 import { resolve } from 'node:path';
 import { materialize } from '../../castore/index.js';
-import { type Command, expectPositionals, STORE_HELP, STORE_OPTION } from '../command.js';
+import { type CommandImplementation, expectPositionals, STORE_HELP, STORE_OPTION } from '../command.js';
 import { resolveEntry, withStore } from '../store.js';
 
-export const castoreExport: Command = {
-  path: ['castore', 'export'],
-  summary: 'write a castore node out as files',
+export const castoreExport: CommandImplementation = {
   help: `usage: kiln castore export ENTRY DEST [--store URL]
 
 Materializes ENTRY at DEST (which must not exist), verifying every blob.

@@ -1,14 +1,12 @@
 /** `kiln castore import PATH`: ingest a filesystem tree and print its root. */
 import { basename, resolve } from 'node:path';
 import { entryToJson, importPath } from '../../castore/index.js';
-import { type Command, expectPositionals, STORE_HELP, STORE_OPTION } from '../command.js';
+import { type CommandImplementation, expectPositionals, STORE_HELP, STORE_OPTION } from '../command.js';
 import { formatNode } from '../format.js';
 import { progressLine } from '../progress.js';
 import { withStore } from '../store.js';
 
-export const castoreImport: Command = {
-  path: ['castore', 'import'],
-  summary: 'import a file or directory tree into the castore',
+export const castoreImport: CommandImplementation = {
   help: `usage: kiln castore import PATH [--store URL] [--json]
 
 Imports PATH (a file, directory or symlink; symlinks are not followed) into

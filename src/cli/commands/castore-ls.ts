@@ -1,11 +1,9 @@
 /** `kiln castore ls ENTRY`: list a node's tree. */
 import { CastoreError, type Directory, type Node } from '../../castore/index.js';
-import { type Command, expectPositionals, STORE_HELP, STORE_OPTION } from '../command.js';
+import { type CommandImplementation, expectPositionals, STORE_HELP, STORE_OPTION } from '../command.js';
 import { resolveEntry, withStore } from '../store.js';
 
-export const castoreLs: Command = {
-  path: ['castore', 'ls'],
-  summary: 'list the tree under a castore node',
+export const castoreLs: CommandImplementation = {
   help: `usage: kiln castore ls ENTRY [--store URL]
 
 Prints one line per node under ENTRY (Entry JSON or a blake3-… directory

@@ -1,11 +1,9 @@
 /** `kiln castore verify`: re-hash everything in the embedded store. */
-import { type Command, expectPositionals, STORE_HELP, STORE_OPTION, UsageError } from '../command.js';
+import { type CommandImplementation, expectPositionals, STORE_HELP, STORE_OPTION, UsageError } from '../command.js';
 import { progressLine } from '../progress.js';
 import { withStore } from '../store.js';
 
-export const castoreVerify: Command = {
-  path: ['castore', 'verify'],
-  summary: 're-hash every object in the store and report corrupt ones',
+export const castoreVerify: CommandImplementation = {
   help: `usage: kiln castore verify [--store URL] [--json]
 
 Re-hashes every blob and directory of the embedded store and checks that every

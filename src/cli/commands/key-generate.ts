@@ -1,7 +1,7 @@
 /** `kiln key generate --out F`: an Ed25519 key pair for signing provenance. */
 import { open, rm } from 'node:fs/promises';
 import { generateSigningKeyPem } from '../../provenance/index.js';
-import { type Command, expectPositionals, stringOption, UsageError } from '../command.js';
+import { type CommandImplementation, expectPositionals, stringOption, UsageError } from '../command.js';
 import { EXIT_OK } from '../exit-codes.js';
 
 async function writeNew(path: string, data: string, mode: number): Promise<void> {
@@ -21,9 +21,7 @@ async function writeNew(path: string, data: string, mode: number): Promise<void>
   }
 }
 
-export const keyGenerate: Command = {
-  path: ['key', 'generate'],
-  summary: 'generate an Ed25519 key pair for signing provenance',
+export const keyGenerate: CommandImplementation = {
   help: `usage: kiln key generate --out FILE
 
 Writes a new Ed25519 key pair: FILE, the private key (PKCS#8 PEM, mode 0600),

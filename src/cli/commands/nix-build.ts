@@ -1,13 +1,11 @@
 /** `kiln nix build DRV`: realise a Nix derivation on a Kiln builder, its missing inputs first. */
 import { buildServiceFromUrl, defaultBuilderUrl } from '../../build/index.js';
 import { formatNarHash, type NixBuildEvent, NixBuilder, type PathInfo } from '../../nix-bridge/index.js';
-import { type Command, expectPositionals, STORE_HELP, STORE_OPTION, stringOption, UsageError } from '../command.js';
+import { type CommandImplementation, expectPositionals, STORE_HELP, STORE_OPTION, stringOption, UsageError } from '../command.js';
 import { NIX_ATTESTATION_HELP, NIX_ATTESTATION_OPTIONS, NixAttestation } from '../nix-build-provenance.js';
 import { localNixStore, NIX_STORE_HELP, withNixExitStatus, withNixStore } from './nix-common.js';
 
-export const nixBuild: Command = {
-  path: ['nix', 'build'],
-  summary: 'build a Nix derivation (.drv) on a Kiln builder',
+export const nixBuild: CommandImplementation = {
   help: `usage: kiln nix build DRV [--builder URL] [--store URL] [--json] [-j N]
 
 Builds the Nix derivation DRV (a .drv path in the Nix store, or a file named

@@ -3,13 +3,11 @@ import { resolve } from 'node:path';
 import { materialize } from '../../castore/index.js';
 import { parseAbsoluteStorePath } from '../../nix/index.js';
 import { NixBridgeError } from '../../nix-bridge/index.js';
-import { type Command, expectPositionals, STORE_HELP, STORE_OPTION } from '../command.js';
+import { type CommandImplementation, expectPositionals, STORE_HELP, STORE_OPTION } from '../command.js';
 import { EXIT_OK } from '../exit-codes.js';
 import { withNixExitStatus, withNixStore } from './nix-common.js';
 
-export const nixExport: Command = {
-  path: ['nix', 'export'],
-  summary: 'write a store path Kiln holds out as files',
+export const nixExport: CommandImplementation = {
   help: `usage: kiln nix export STOREPATH DEST [--store URL]
 
 Materializes the contents of STOREPATH (a /nix/store path in Kiln's path-info

@@ -2,14 +2,12 @@
 
 import { parseAbsoluteStorePath } from '../../nix/index.js';
 import { NixBridgeError, pathInfoToJson } from '../../nix-bridge/index.js';
-import { type Command, expectPositionals, STORE_HELP, STORE_OPTION } from '../command.js';
+import { type CommandImplementation, expectPositionals, STORE_HELP, STORE_OPTION } from '../command.js';
 import { EXIT_OK } from '../exit-codes.js';
 import { formatNode } from '../format.js';
 import { withNixExitStatus, withNixStore } from './nix-common.js';
 
-export const nixPathInfo: Command = {
-  path: ['nix', 'path-info'],
-  summary: "print Kiln's record of a store path",
+export const nixPathInfo: CommandImplementation = {
   help: `usage: kiln nix path-info STOREPATH [--store URL] [--json]
 
 Prints what Kiln's path-info index records about STOREPATH: its NAR hash

@@ -1,13 +1,11 @@
 /** `kiln nix show DRV`: the BuildRequest a Nix derivation becomes. */
 import { buildRequestToJson } from '../../build/index.js';
 import { NixBuilder } from '../../nix-bridge/index.js';
-import { type Command, expectPositionals, STORE_HELP, STORE_OPTION } from '../command.js';
+import { type CommandImplementation, expectPositionals, STORE_HELP, STORE_OPTION } from '../command.js';
 import { EXIT_OK } from '../exit-codes.js';
 import { localNixStore, NIX_STORE_HELP, withNixExitStatus, withNixStore } from './nix-common.js';
 
-export const nixShow: Command = {
-  path: ['nix', 'show'],
-  summary: 'print the BuildRequest a Nix derivation becomes',
+export const nixShow: CommandImplementation = {
   help: `usage: kiln nix show DRV [--store URL]
 
 Prints the snix.build.v1.BuildRequest (proto3 JSON) that \`kiln nix build\`

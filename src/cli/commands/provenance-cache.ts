@@ -1,12 +1,10 @@
 /** `kiln provenance cache on|off|status`: a store's result cache, opted into per store. */
 import { sidecarForStore } from '../../provenance/index.js';
-import { type Command, expectPositionals, STORE_HELP, STORE_OPTION, UsageError } from '../command.js';
+import { type CommandImplementation, expectPositionals, STORE_HELP, STORE_OPTION, UsageError } from '../command.js';
 import { EXIT_OK } from '../exit-codes.js';
 import { withStore } from '../store.js';
 
-export const provenanceCache: Command = {
-  path: ['provenance', 'cache'],
-  summary: "turn a store's result cache on or off, or show it",
+export const provenanceCache: CommandImplementation = {
   help: `usage: kiln provenance cache on|off|status [--store URL]
 
 The result cache, keyed by request digest, is off until turned on for a

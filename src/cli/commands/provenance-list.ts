@@ -9,7 +9,7 @@ import {
   statementFromBytes,
   summarizeStatement,
 } from '../../provenance/index.js';
-import { type Command, expectPositionals, STORE_HELP, STORE_OPTION, UsageError } from '../command.js';
+import { type CommandImplementation, expectPositionals, STORE_HELP, STORE_OPTION, UsageError } from '../command.js';
 import { EXIT_OK } from '../exit-codes.js';
 import { withStore } from '../store.js';
 import { formatDigestSet, resolveArtifact } from './provenance-common.js';
@@ -23,9 +23,7 @@ interface Listed {
   error?: string;
 }
 
-export const provenanceList: Command = {
-  path: ['provenance', 'list'],
-  summary: 'list the signed statements stored for outputs',
+export const provenanceList: CommandImplementation = {
   help: `usage: kiln provenance list OUTPUT... [--store URL] [--json]
 
 Lists the envelopes (castore blobs) the store's provenance index holds for
@@ -88,9 +86,7 @@ ${STORE_HELP}
   },
 };
 
-export const provenanceShow: Command = {
-  path: ['provenance', 'show'],
-  summary: 'print a stored provenance envelope (or its statement)',
+export const provenanceShow: CommandImplementation = {
   help: `usage: kiln provenance show DIGEST [--statement] [--store URL]
 
 Prints the envelope stored as the blob DIGEST (blake3-…, from kiln provenance

@@ -8,7 +8,7 @@ import {
   verifyingKeyFromPem,
   verifyProvenance,
 } from '../../provenance/index.js';
-import { type Command, expectPositionals, STORE_HELP, STORE_OPTION, stringOption, UsageError } from '../command.js';
+import { type CommandImplementation, expectPositionals, STORE_HELP, STORE_OPTION, stringOption, UsageError } from '../command.js';
 import { EXIT_FAILURE, EXIT_OK } from '../exit-codes.js';
 import { openStore } from '../store.js';
 import { readEnvelopeArgument, resolveArtifact } from './provenance-common.js';
@@ -32,9 +32,7 @@ function summary(report: VerificationReport): string[] {
   return lines;
 }
 
-export const provenanceVerify: Command = {
-  path: ['provenance', 'verify'],
-  summary: 'verify a signed provenance envelope and its subjects',
+export const provenanceVerify: CommandImplementation = {
   help: `usage: kiln provenance verify ENVELOPE --key PUB [--subject PATH_OR_ENTRY]...
                               [--store URL] [--signature-only] [--json]
 

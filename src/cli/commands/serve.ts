@@ -13,7 +13,15 @@ import {
 import { kilnHome } from '../../castore/index.js';
 import { SigningBuildService, sidecarForStore } from '../../provenance/index.js';
 import { checkBuilderId, defaultBuilderId, internalParameters, loadSigningKey } from '../build-provenance.js';
-import { type Command, expectPositionals, type ParsedArgs, STORE_HELP, STORE_OPTION, stringOption, UsageError } from '../command.js';
+import {
+  type CommandImplementation,
+  expectPositionals,
+  type ParsedArgs,
+  STORE_HELP,
+  STORE_OPTION,
+  stringOption,
+  UsageError,
+} from '../command.js';
 import { EXIT_OK } from '../exit-codes.js';
 import { openStore } from '../store.js';
 
@@ -45,9 +53,7 @@ async function readOptionFile(args: ParsedArgs, option: string): Promise<string 
   }
 }
 
-export const serve: Command = {
-  path: ['serve'],
-  summary: 'serve the castore and a builder over gRPC (snix.castore.v1, snix.build.v1, kiln.build.v1)',
+export const serve: CommandImplementation = {
   help: `usage: kiln serve --listen unix:///path.sock|HOST:PORT [--store URL] [--builder URL]
                   [--token-file FILE] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
                   [--insecure] [--drain-timeout DURATION] [--max-builds N]
