@@ -5,11 +5,13 @@ import { after, before, describe, it } from 'node:test';
 import { importPath, MemoryBlobService, MemoryDirectoryService, type Node, parsePathComponent } from '../../castore/index.js';
 import type { BuildEvent } from '../build-events.js';
 import type { BuildRequest } from '../build-request.js';
-import { DEFAULT_BUILD_UID_BASE } from '../sandbox/local-sandbox-service.js';
 import { ociContainers, ociSkipReason, sandboxConformance } from '../testing/index.js';
 import { OciBuildService } from './oci-build-service.js';
 
-for (const runtime of ['runc', 'crun'] as const) {
+for (const [runtime, buildUidBase] of [
+  ['runc', 39_000],
+  ['crun', 39_100],
+] as const) {
   sandboxConformance(`oci(${runtime})`, {
     create: (options) => new OciBuildService({ ...options, runtime }),
     listContainers: (dir) => ociContainers(runtime, dir),
@@ -28,7 +30,8 @@ for (const runtime of ['runc', 'crun'] as const) {
       await fs.copyFile('/bin/busybox', join(sandboxDir, 'tools', 'busybox'));
       await fs.chmod(join(sandboxDir, 'tools', 'busybox'), 0o755);
       tools = (await importPath(join(sandboxDir, 'tools'), { blobService, directoryService })).node;
-      service = new OciBuildService({ blobService, directoryService, sandboxDir, concurrency: 1, runtime });
+      // A uid range of its own, so both builds get the same build user (the first of the range).
+      service = new OciBuildService({ blobService, directoryService, sandboxDir, concurrency: 1, runtime, buildUidBase });
     });
     after(async () => {
       await service.close();
@@ -62,7 +65,7 @@ for (const runtime of ['runc', 'crun'] as const) {
       for await (const chunk of (await blobService.read(node.digest)) ?? []) chunks.push(chunk);
       return Buffer.concat(chunks).toString().split('\n').filter(Boolean);
     };
-    const kept = () => fs.readdir(join(sandboxDir, 'rootfs', String(DEFAULT_BUILD_UID_BASE)));
+    const kept = () => fs.readdir(join(sandboxDir, 'rootfs', String(buildUidBase)));
 
     it('keeps only the standard mount points between builds, and a build sees none of an earlier one', async () => {
       const first = await listing(request('first-input', ['build', 'scratch-one'], true));
