@@ -23,7 +23,7 @@ export class BwrapBuildService extends LocalSandboxBuildService {
   constructor(options: BwrapBuildServiceOptions) {
     const bwrap = options.bwrap ?? findExecutable('bwrap');
     if (!bwrap) throw new BuildError('SANDBOX_UNAVAILABLE', 'bwrap builds need bubblewrap (`bwrap`) on PATH');
-    super({ name: 'bwrap', inputFdCount: 2, command: (build) => bwrapCommand(bwrap, build) }, options);
+    super({ name: 'bwrap', command: (build) => bwrapCommand(bwrap, build) }, options);
   }
 }
 

@@ -14,13 +14,13 @@
  * starts inside them. crun refuses a host whose cgroup v2 hierarchy is mounted beside
  * v1 ("hybrid" mode), so it starts in a private mount namespace without it.
  */
-import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type BuildRequest, isPathWithin } from '../build-request.js';
 import { BuildError } from '../errors.js';
 import { findExecutable } from '../sandbox/find-executable.js';
+import { Launcher } from '../sandbox/launcher.js';
 import {
   LocalSandboxBuildService,
   type LocalSandboxOptions,
@@ -71,7 +71,7 @@ export class OciBuildService extends LocalSandboxBuildService {
     if (!runtime) throw new BuildError('SANDBOX_UNAVAILABLE', `oci builds with ${options.runtime} need \`${options.runtime}\` on PATH`);
     if (process.getuid?.() !== 0) throw new BuildError('SANDBOX_UNAVAILABLE', 'oci builds need root (the runtime maps ids itself)');
     const driver = new OciDriver(options.runtime, runtime, options);
-    super({ name: `oci(${options.runtime})`, inputFdCount: 0, command: (build) => driver.command(build) }, options);
+    super({ name: `oci(${options.runtime})`, command: (build) => driver.command(build) }, options);
   }
 }
 
@@ -256,10 +256,9 @@ function makeMountPoint(target: string, isFile: boolean): void {
   if (isFile) writeFileSync(target, '', { mode: 0o444 });
 }
 
-function runQuietly(binary: string, args: string[]): Promise<void> {
-  return new Promise((resolve) => {
-    const child = spawn(binary, args, { stdio: 'ignore' });
-    child.once('error', () => resolve());
-    child.once('close', () => resolve());
-  });
+/** Runs the runtime to its end, ignoring its output and failures (through the launcher: Node does not fork). */
+async function runQuietly(binary: string, args: string[]): Promise<void> {
+  try {
+    await (await Launcher.shared().launch({ argv: [binary, ...args] })).exited;
+  } catch {}
 }

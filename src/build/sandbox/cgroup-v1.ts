@@ -1,9 +1,9 @@
 /**
  * Per-build cgroups on a cgroup v1 host (pids, memory, cpuacct), nested
  * under the cgroups Kiln itself runs in. The build's first process joins
- * them itself before it execs the sandbox (its `tasks` files are handed to
- * the build user), so every process of the build is counted and limited
- * from the start. It moves itself by writing `0` to `tasks`: a single
+ * them itself before it execs the sandbox (kiln-launcher's child, still
+ * root), so every process of the build is counted and limited from the
+ * start. It moves itself by writing `0` to `tasks`: a single
  * thread moving itself spares the kernel the system-wide synchronisation
  * that a write to `cgroup.procs` waits for (measured: 6–20 ms per build). A sandbox runtime may put its processes in them
  * itself (runc takes them as its own) or nest cgroups of its own below;
@@ -12,7 +12,7 @@
  * counters of the whole subtree: a runtime that nests must keep its cgroup
  * until the stats are read.
  */
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = '/sys/fs/cgroup';
@@ -58,16 +58,13 @@ export class BuildCgroup {
     this.#dirs = dirs;
   }
 
-  /** Creates the cgroups, sets the limits and lets `uid` move processes into them. */
-  static async create(name: string, limits: CgroupLimits, uid: number): Promise<BuildCgroup> {
+  /** Creates the cgroups and sets the limits. */
+  static async create(name: string, limits: CgroupLimits): Promise<BuildCgroup> {
     const dirs = Object.fromEntries(CONTROLLERS.map((c) => [c, join(ROOT, c, ownPath(c), name)])) as Record<Controller, string>;
     const cgroup = new BuildCgroup(dirs);
     // Each of these takes the kernel microseconds: synchronous calls cost less than trips through the thread pool.
     try {
-      for (const dir of Object.values(dirs)) {
-        mkdirSync(dir);
-        chownSync(join(dir, 'tasks'), uid, -1);
-      }
+      for (const dir of Object.values(dirs)) mkdirSync(dir);
       writeFileSync(join(dirs.pids, 'pids.max'), String(limits.pidsMax));
       if (limits.memoryLimitBytes !== undefined) writeFileSync(join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryLimitBytes));
     } catch (error) {

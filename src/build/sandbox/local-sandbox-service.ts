@@ -5,15 +5,13 @@
  * log streaming, timeouts, out-of-memory detection, cancellation, output
  * ingestion with reference scanning, and removing every trace afterwards.
  *
- * The build's first process starts as soon as the build's cgroups exist,
- * joins them itself and waits for the word to go while the sandbox is laid
- * out; then it execs the driver's command. So nothing of the build ever runs
- * outside its cgroups, and the kernel's work of joining them overlaps the
- * set-up. A runtime that puts the sandbox in the build's cgroups itself
- * before anything of the build runs (runc) is started as is once the sandbox
- * is laid out, sparing a process and the wait.
+ * Once the sandbox is laid out, the driver's command is started through
+ * the process's `kiln-launcher` (Node never forks itself): the child joins
+ * the build's cgroups, drops to the build user and execs the command, so
+ * nothing of the build ever runs outside its cgroups. A runtime that puts
+ * the sandbox in the build's cgroups itself (runc) is started without
+ * joining them.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmodSync, lstatSync, mkdtempSync, rmSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -31,6 +29,7 @@ import { buildRequestDigest } from '../proto-convert.js';
 import { type BuildUserLock, DEFAULT_BUILD_USER_COUNT, lockBuildUser } from './build-user-lock.js';
 import { BuildCgroup, cgroupV1Unavailable } from './cgroup-v1.js';
 import { InputsCache } from './inputs-cache.js';
+import { type Launched, Launcher } from './launcher.js';
 import { LogTail } from './log-tail.js';
 import { hostPathOf, prepareSandboxLayout, type SandboxLayout } from './sandbox-layout.js';
 import { TimeLimits } from './time-limits.js';
@@ -78,9 +77,9 @@ export interface SandboxBuild {
 /** The sandbox's command, known before its files are laid out. */
 export interface SandboxCommand {
   /**
-   * The command, started early inside the build's cgroups with stdout and
-   * stderr captured; it runs once `prepare` has returned. It reads the
-   * prepared `inputFds` from fd 3, 4, … in order.
+   * The command, started inside the build's cgroups with stdout and stderr
+   * captured once `prepare` has returned. It reads the prepared `inputFds`
+   * from fd 3, 4, … in order.
    */
   readonly argv: readonly string[];
   /** Run it as the build user (bwrap), or as root (an OCI runtime that maps ids itself). */
@@ -88,8 +87,8 @@ export interface SandboxCommand {
   /**
    * The command puts the sandbox in the build's cgroups (or below them)
    * itself before anything of the build runs, as runc does given
-   * `cgroupName` as its cgroups path: it is then started as is, once
-   * `prepare` has returned, without joining them first.
+   * `cgroupName` as its cgroups path: it is then started without joining
+   * them first.
    */
   readonly placesInCgroups?: boolean;
   /** Writes what the runtime needs on disk (a bundle) and returns the data for its fds and how to stop and clean up. */
@@ -108,20 +107,7 @@ export interface SandboxLaunch {
 export interface SandboxDriver {
   /** The backend's name in events, e.g. `bwrap` or `oci(runc)`. */
   readonly name: string;
-  /** How many fds the command reads (they are piped before anything else is known). */
-  readonly inputFdCount: number;
   command(build: SandboxBuild): SandboxCommand;
-}
-
-/**
- * The build's first process: it joins the build's cgroups (whose `tasks`
- * files come before `--`), then waits on fd 3 for the word to
- * go (while Kiln lays out the sandbox), closes it and execs the command,
- * whose fds are then 4, 5, … moved down to 3, 4, ….
- */
-function wrapperScript(inputFds: number): string {
-  const moves = Array.from({ length: inputFds }, (_, i) => `${3 + i}<&${4 + i} ${4 + i}<&-`).join(' ');
-  return `while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift; IFS= read -r go <&3 || exit 125; exec 3<&- ${moves} "$@"`;
 }
 
 export class LocalSandboxBuildService implements BuildService {
@@ -153,7 +139,7 @@ export class LocalSandboxBuildService implements BuildService {
     yield { type: 'accepted', buildId: buildRequestDigest(request).toString(), invocationId, backend: this.name };
     const slot = await this.#acquire(signal);
     let buildDir: string | undefined;
-    let child: ChildProcess | undefined;
+    let child: Launched | undefined;
     let launch: SandboxLaunch | undefined;
     let cleaning: Promise<void> | undefined;
     let cgroup: BuildCgroup | undefined;
@@ -169,61 +155,29 @@ export class LocalSandboxBuildService implements BuildService {
       chmodSync(buildDir, 0o711);
       const cgroupName = `kiln-${invocationId}`;
       const command = this.#driver.command({ request, buildDir, sandboxDir: this.#sandboxDir, buildUid: uid, cgroupName, invocationId });
-      cgroup = await BuildCgroup.create(
-        cgroupName,
-        {
-          pidsMax: this.#options.pidsLimit ?? DEFAULT_PIDS_LIMIT,
-          ...(this.#options.memoryLimitBytes !== undefined ? { memoryLimitBytes: this.#options.memoryLimitBytes } : {}),
-        },
-        uid,
-      );
-      // Started first when it joins the build's cgroups (the kernel's work of joining passes while the sandbox is laid
-      // out); a runtime that puts the sandbox in them itself starts once its files are in place.
-      const fdCount = this.#driver.inputFdCount;
-      const joins = !command.placesInCgroups;
-      const buildCgroup = cgroup;
-      const start = () => {
-        const argv = joins
-          ? ['/bin/sh', '-c', wrapperScript(fdCount), 'kiln-sandbox', ...buildCgroup.tasksFiles, '--', ...command.argv]
-          : command.argv;
-        const spawned = spawn(argv[0] as string, argv.slice(1), {
-          ...(command.asBuildUser ? { uid, gid: uid } : {}),
-          stdio: ['ignore', 'pipe', 'pipe', ...Array.from({ length: fdCount + (joins ? 1 : 0) }, () => 'pipe' as const)],
-          detached: true,
-        });
-        const pipes = spawned.stdio.slice(3) as NodeJS.WritableStream[];
-        for (const pipe of pipes) pipe.on('error', () => {}); // the sandbox failed to start; its exit status and log say why
-        const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-          spawned.once('error', reject);
-          spawned.once('close', (code, sig) => resolve({ code, signal: sig }));
-        });
-        exited.catch(() => {});
-        return { spawned, pipes, exited };
-      };
-      let sandbox = joins ? start() : undefined;
-      if (sandbox) child = sandbox.spawned;
+      cgroup = await BuildCgroup.create(cgroupName, {
+        pidsMax: this.#options.pidsLimit ?? DEFAULT_PIDS_LIMIT,
+        ...(this.#options.memoryLimitBytes !== undefined ? { memoryLimitBytes: this.#options.memoryLimitBytes } : {}),
+      });
       const layout = await this.#prepare(request, buildDir, uid, signal);
       launch = await command.prepare(layout);
-      sandbox ??= start();
-      child = sandbox.spawned;
-      const { pipes, exited } = sandbox;
-      for (const [i, bytes] of (launch.inputFds ?? []).entries()) pipes[(joins ? 1 : 0) + i]?.end(bytes);
-      if (joins) (pipes[0] as NodeJS.WritableStream).end('go\n');
-      const started = performance.now();
       const events = new AsyncQueue<BuildEvent>();
       const tail = new LogTail(LOG_TAIL_LINES);
       const offsets = { stdout: 0, stderr: 0 };
-      for (const stream of ['stdout', 'stderr'] as const) {
-        child[stream]?.on('data', (data: Buffer) => {
+      child = await Launcher.shared().launch({
+        argv: command.argv,
+        ...(command.asBuildUser ? { uid, gid: uid } : {}),
+        joinCgroups: command.placesInCgroups ? [] : cgroup.tasksFiles,
+        inputFds: launch.inputFds ?? [],
+        onOutput(stream, data) {
           events.push({ type: 'log', stream, offset: offsets[stream], data });
           offsets[stream] += data.byteLength;
           tail.add(data);
-        });
-      }
-      exited.then(
-        () => events.end(),
-        (error) => events.fail(error),
-      );
+        },
+      });
+      const started = performance.now();
+      const exited = child.exited;
+      exited.then(() => events.end());
       const running = { child, launch, cgroup };
       const stop = () => void stopSandbox(running);
       signal?.addEventListener('abort', stop, { once: true });
@@ -387,33 +341,29 @@ async function stopSandbox({
   launch,
   cgroup,
 }: {
-  child: ChildProcess;
+  child: Launched;
   launch: Pick<SandboxLaunch, 'stop'>;
   cgroup: BuildCgroup;
 }): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  if (child.done) return;
   if (launch.stop) {
     await launch.stop().catch(() => {});
     if (await exitsWithin(child, 500)) return;
   }
   try {
     process.kill(-child.pid, 'SIGKILL');
-  } catch {
-    child.kill('SIGKILL');
-  }
+  } catch {}
   await cgroup.killAll();
   await exitsWithin(child, 1000);
 }
 
-function exitsWithin(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once('close', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
+function exitsWithin(child: Launched, ms: number): Promise<boolean> {
+  if (child.done) return Promise.resolve(true);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
   });
+  return Promise.race([child.exited.then(() => true), timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Reports a running build's resource usage every `RESOURCES_EVERY_MS`. */
