@@ -1,6 +1,7 @@
 // The worker behind off-thread-hash.ts: keeps a set of node:crypto hashes
 // and a ring of shared memory per open hash, hashes each stretch of the
-// ring it is told of, and says when the stretch is free again. Plain
+// ring it is told of, and says when the stretch is free again; a buffer
+// moved here is hashed and moved back. Plain
 // JavaScript so that it starts in tens of milliseconds, without a loader.
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
@@ -12,6 +13,12 @@ parentPort.on('message', (message) => {
   try {
     if (message.algos) {
       sessions.set(id, { hashes: message.algos.map((algo) => createHash(algo)), ring: new Uint8Array(message.ring) });
+    } else if (message.buffer) {
+      const session = sessions.get(id);
+      if (!session) return;
+      const chunk = new Uint8Array(message.buffer, message.start, message.length);
+      for (const hash of session.hashes) hash.update(chunk);
+      parentPort.postMessage({ id, returned: message.buffer }, [message.buffer]);
     } else if (message.length !== undefined) {
       const session = sessions.get(id);
       if (!session) return;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { createOffThreadHash, HASH_RING_BYTES } from './off-thread-hash.js';
+import { createOffThreadHash, HASH_RING_BYTES, MOVED_BUFFER_BYTES } from './off-thread-hash.js';
 
 /** `total` bytes of random data cut into chunks of uneven sizes (some larger than the ring). */
 function unevenChunks(total: number): Buffer[] {
@@ -38,6 +38,48 @@ describe('off-thread hashing', () => {
       for (const chunk of chunks) expected.update(chunk);
       assert.deepEqual(Buffer.from(digests[index] as Uint8Array), expected.digest(), algo);
     }
+  });
+
+  it('hashes chunks moved in its own buffers and copied ones in their order', async () => {
+    const data = randomBytes(40 * MOVED_BUFFER_BYTES + 12345);
+    const hash = createOffThreadHash(['sha256']);
+    let moved = 0;
+    for (let offset = 0, i = 0; offset < data.byteLength; i++) {
+      const buffer = hash.freeBuffer();
+      assert.equal(hash.freeBuffer()?.buffer, buffer?.buffer, 'the same buffer until one is moved');
+      const size = Math.min(i % 3 === 0 ? 100 : MOVED_BUFFER_BYTES - (i % 7), data.byteLength - offset);
+      const chunk = data.subarray(offset, offset + size);
+      offset += size;
+      if (buffer && i % 3 !== 0) {
+        chunk.copy(buffer);
+        assert.ok(hash.updateInPlace(buffer.subarray(0, size)));
+        assert.equal(buffer.byteLength, 0, 'a moved buffer is emptied here');
+        moved++;
+      } else {
+        assert.equal(hash.updateInPlace(chunk), false, 'a chunk of another buffer is not moved');
+        const wait = hash.update(chunk);
+        if (wait) await wait;
+      }
+      if (i % 5 === 0) await new Promise((resolve) => setImmediate(resolve)); // let some buffers come back
+    }
+    assert.ok(moved > 8, `buffers came back and were moved again (${moved} moves)`);
+    const [digest] = await hash.digest();
+    assert.deepEqual(Buffer.from(digest as Uint8Array), createHash('sha256').update(data).digest());
+  });
+
+  it('gives out no buffer while all of them are at the worker', async () => {
+    const hash = createOffThreadHash(['sha256']);
+    const expected = createHash('sha256');
+    let buffer = hash.freeBuffer();
+    let count = 0;
+    for (; buffer; buffer = hash.freeBuffer(), count++) {
+      buffer.fill(count);
+      expected.update(buffer);
+      hash.updateInPlace(buffer);
+    }
+    assert.ok(count >= 2, `${count} buffers`);
+    const [digest] = await hash.digest();
+    assert.deepEqual(Buffer.from(digest as Uint8Array), expected.digest());
   });
 
   it('keeps hashes open at the same time apart', async () => {

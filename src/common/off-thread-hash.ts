@@ -5,14 +5,21 @@
  *
  * Each open hash has a ring of shared memory: `update` copies the chunk
  * into free space and tells the worker which bytes to hash; the worker
- * hands the space back once hashed. Nothing is allocated per chunk, so a
- * long stream makes no garbage. One worker, started on first use, serves
+ * hands the space back once hashed. A producer that reads its data can
+ * instead read into one of the hash's own buffers (`freeBuffer`) and move
+ * that buffer to the worker and back (`updateInPlace`), sparing the copy.
+ * Nothing is allocated per chunk, so a long stream makes no garbage. One worker, started on first use, serves
  * every open hash; it does not keep the process alive once none is open.
  */
 import { Worker } from 'node:worker_threads';
 
 /** Bytes of shared memory per open hash: what may be handed over and not yet hashed. */
 export const HASH_RING_BYTES = 16 * 2 ** 20;
+/** Size of a buffer that moves to the worker (`freeBuffer`); a hash has `MOVED_BUFFERS` of them. */
+export const MOVED_BUFFER_BYTES = 2 ** 20;
+const MOVED_BUFFERS = 8;
+/** The worker is told of copied bytes once this many have gathered (or the ring wraps, fills or the hash ends). */
+const ANNOUNCE_BYTES = 256 * 2 ** 10;
 
 export interface OffThreadHash {
   /**
@@ -21,6 +28,18 @@ export interface OffThreadHash {
    * be reused as soon as this returns or the promise settles).
    */
   update(chunk: Uint8Array): Promise<void> | undefined;
+  /**
+   * One of the hash's own buffers (`MOVED_BUFFER_BYTES`) to read the next
+   * chunk into, or undefined while all of them are at the worker. The
+   * same buffer comes back until a chunk in it is handed to `updateInPlace`.
+   */
+  freeBuffer(): Uint8Array | undefined;
+  /**
+   * Hashes a chunk that lies in a buffer from `freeBuffer` by moving that
+   * buffer to the worker (every view of it is emptied); false, doing
+   * nothing, for any other chunk (hash that one with `update`).
+   */
+  updateInPlace(chunk: Uint8Array): boolean;
   /** One digest per algorithm, in the order given; the hash is closed afterwards. */
   digest(): Promise<Uint8Array[]>;
   /** Drops the hash (after a failure of the stream it was hashing). */
@@ -30,6 +49,8 @@ export interface OffThreadHash {
 interface Session {
   /** Bytes copied into the ring and not yet hashed. */
   inFlight: number;
+  /** Moved buffers back from the worker (or never sent). */
+  readonly buffers: ArrayBuffer[];
   waiting?: () => void;
   finished?: { resolve(digests: Uint8Array[]): void; reject(error: Error): void };
   failure?: Error;
@@ -38,6 +59,8 @@ interface Session {
 interface WorkerReply {
   id: number;
   hashed?: number;
+  /** A moved buffer, hashed and moved back. */
+  returned?: ArrayBuffer;
   digests?: Uint8Array[];
   error?: string;
 }
@@ -64,7 +87,8 @@ class HashWorker {
 
   open(algos: readonly string[]): OffThreadHash {
     const id = this.#nextId++;
-    const session: Session = { inFlight: 0 };
+    const session: Session = { inFlight: 0, buffers: [] };
+    let buffersMade = 0;
     if (this.#dead) session.failure = this.#dead;
     const sharedRing = this.#spareRings.pop() ?? new SharedArrayBuffer(HASH_RING_BYTES);
     const ring = new Uint8Array(sharedRing);
@@ -77,21 +101,37 @@ class HashWorker {
       this.#spareRings.push(sharedRing);
     };
 
-    /** Copies as much of `bytes` as fits in one stretch of free ring space; returns how much. */
-    const copyIn = (bytes: Uint8Array): number => {
-      const free = Math.min(HASH_RING_BYTES - session.inFlight, HASH_RING_BYTES - writeAt);
-      const length = Math.min(free, bytes.byteLength);
-      if (length === 0) return 0;
-      ring.set(bytes.subarray(0, length), writeAt);
-      this.#post({ id, start: writeAt, length });
+    // Bytes copied in but not yet announced to the worker: small chunks are announced together.
+    let unannouncedFrom = 0;
+    let unannounced = 0;
+    const announce = () => {
+      if (unannounced === 0) return;
+      this.#post({ id, start: unannouncedFrom, length: unannounced });
+      unannounced = 0;
+    };
+    const freeStretch = () => Math.min(HASH_RING_BYTES - session.inFlight, HASH_RING_BYTES - writeAt);
+    /** Hands the `length` bytes at the write position to the worker. */
+    const handOver = (length: number) => {
+      if (unannounced === 0) unannouncedFrom = writeAt;
+      unannounced += length;
       session.inFlight += length;
       writeAt = (writeAt + length) % HASH_RING_BYTES;
+      if (unannounced >= ANNOUNCE_BYTES || writeAt === 0) announce();
+    };
+    /** Copies as much of `bytes` as fits in one stretch of free ring space; returns how much. */
+    const copyIn = (bytes: Uint8Array): number => {
+      const length = Math.min(freeStretch(), bytes.byteLength);
+      if (length === 0) return 0;
+      ring.set(bytes.subarray(0, length), writeAt);
+      handOver(length);
       return length;
     };
-    const untilSpace = () =>
-      new Promise<void>((resolve) => {
+    const untilSpace = () => {
+      announce();
+      return new Promise<void>((resolve) => {
         session.waiting = resolve;
       });
+    };
 
     return {
       update: (chunk) => {
@@ -109,6 +149,24 @@ class HashWorker {
           }
         })();
       },
+      freeBuffer: () => {
+        if (session.buffers.length === 0 && buffersMade < MOVED_BUFFERS) {
+          session.buffers.push(new ArrayBuffer(MOVED_BUFFER_BYTES));
+          buffersMade++;
+        }
+        const buffer = session.buffers[session.buffers.length - 1];
+        return buffer ? new Uint8Array(buffer) : undefined;
+      },
+      updateInPlace: (chunk) => {
+        const index = session.buffers.indexOf(chunk.buffer as ArrayBuffer);
+        if (index < 0) return false;
+        if (session.failure) throw session.failure;
+        session.buffers.splice(index, 1);
+        announce(); // the ring's bytes so far come first
+        const buffer = chunk.buffer as ArrayBuffer;
+        if (!this.#dead) this.#worker.postMessage({ id, buffer, start: chunk.byteOffset, length: chunk.byteLength }, [buffer]);
+        return true;
+      },
       digest: () =>
         new Promise<Uint8Array[]>((resolve, reject) => {
           if (session.failure) return reject(session.failure);
@@ -119,6 +177,7 @@ class HashWorker {
             },
             reject,
           };
+          announce();
           this.#post({ id, finish: true });
         }),
       abort: () => {
@@ -141,7 +200,9 @@ class HashWorker {
   #onReply(reply: WorkerReply): void {
     const session = this.#sessions.get(reply.id);
     if (!session) return;
-    if (reply.hashed !== undefined) {
+    if (reply.returned) {
+      session.buffers.push(reply.returned);
+    } else if (reply.hashed !== undefined) {
       session.inFlight -= reply.hashed;
       // Wake the writer once a good stretch is free, not for every chunk hashed.
       if (session.waiting && session.inFlight <= HASH_RING_BYTES / 2) {

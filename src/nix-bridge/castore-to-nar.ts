@@ -29,13 +29,14 @@ import { createNixHasher, type HashAlgorithm, type NarSourceNode, type NixHash, 
 /** How a NAR is read from the castore. */
 export interface NarSourceOptions extends AbortOptions {
   /**
-   * Read local blob files into this one buffer, synchronously, a chunk at a
-   * time: each chunk yielded is valid only until the next one is pulled. For
+   * Read local blob files into this one buffer (or the one this function
+   * gives for each read), synchronously, a chunk at a time: each chunk
+   * yielded is valid only until the next one is pulled. For
    * a consumer that hashes each chunk and forgets it (no allocation per
    * chunk, no garbage, no thread-pool round trips); each read blocks the
    * event loop for at most one buffer's worth.
    */
-  readonly readBuffer?: Uint8Array;
+  readonly readBuffer?: Uint8Array | (() => Uint8Array);
 }
 
 /** What reading a castore tree needs. */
@@ -112,12 +113,18 @@ async function* readLargeBlobFile(path: string, node: FileNode, options: AbortOp
 }
 
 /** A local blob file read into `buffer` chunk by chunk (see `NarSourceOptions.readBuffer`), BLAKE3 checked after the last chunk. */
-function* readBlobFileInto(path: string, node: FileNode, buffer: Uint8Array, options: AbortOptions): Generator<Uint8Array> {
+function* readBlobFileInto(
+  path: string,
+  node: FileNode,
+  readBuffer: Uint8Array | (() => Uint8Array),
+  options: AbortOptions,
+): Generator<Uint8Array> {
   const fd = openSync(path, 'r');
   try {
     const hasher = createBlake3();
     for (;;) {
       options.signal?.throwIfAborted();
+      const buffer = typeof readBuffer === 'function' ? readBuffer() : readBuffer;
       const bytesRead = readSync(fd, buffer, 0, buffer.byteLength, null);
       if (bytesRead === 0) break;
       const chunk = buffer.subarray(0, bytesRead);
@@ -245,7 +252,9 @@ export async function narDigestOfNode(node: Node, castore: CastoreReader, option
   let offThread: OffThreadHash | undefined;
   let narSize = 0;
   try {
-    const readBuffer = Buffer.allocUnsafeSlow(NAR_READ_BUFFER_BYTES);
+    const ownBuffer = Buffer.allocUnsafeSlow(NAR_READ_BUFFER_BYTES);
+    // Once the hash runs on the worker, blob files are read into its own buffers, which move there without a copy.
+    const readBuffer = () => offThread?.freeBuffer() ?? ownBuffer;
     for await (const chunk of narOfNode(node, castore, { ...options, readBuffer })) {
       stream?.update(chunk);
       narSize += chunk.byteLength;
@@ -256,6 +265,7 @@ export async function narDigestOfNode(node: Node, castore: CastoreReader, option
         for (const kept of early.splice(0)) await offThread.update(kept);
         continue;
       }
+      if (offThread.updateInPlace(chunk)) continue;
       const wait = offThread.update(chunk);
       if (wait) await wait;
     }

@@ -20,6 +20,8 @@ import {
 
 const CHUNK_SIZE = 64 * 1024;
 const PASS_THROUGH = 16 * 1024;
+/** `take()` copies out fewer bytes than this instead of allocating a fresh buffer. */
+const SMALL_TAKE = 4096;
 
 /** Accumulates small tokens; `take()` hands out the filled part and starts a fresh buffer. */
 class TokenBuffer {
@@ -61,8 +63,10 @@ class TokenBuffer {
   }
 
   take(): Uint8Array {
-    const out = this.buf.subarray(0, this.length);
-    this.buf = new Uint8Array(CHUNK_SIZE + 8192);
+    // A few header bytes are copied out and the buffer kept; a full buffer is handed over whole.
+    const small = this.length < SMALL_TAKE;
+    const out = small ? this.buf.slice(0, this.length) : this.buf.subarray(0, this.length);
+    if (!small) this.buf = new Uint8Array(CHUNK_SIZE + 8192);
     this.length = 0;
     return out;
   }
