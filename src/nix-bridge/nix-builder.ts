@@ -86,6 +86,9 @@ export class NixBuilder {
   readonly #hasher: DerivationHasher;
   /** Sources imported in this run, by path; committed with the first build that uses them. */
   readonly #sources = new Map<string, Promise<PathInfo>>();
+  /** Path infos built in this run, by path: later builds use them at once, while they are committed. */
+  readonly #built = new Map<string, PathInfo>();
+  readonly #commits = new GroupCommit((records) => this.#commit(records));
 
   constructor(options: NixBuilderOptions) {
     this.#options = options;
@@ -179,7 +182,7 @@ export class NixBuilder {
         const path = input.outputs.get(name)?.path;
         if (!path)
           throw new NixBridgeError('INVALID_DERIVATION', `${drvPath} uses output ${name} of ${inputDrvPath}, which has no such output`);
-        const info = await this.#options.pathInfoService.get(path);
+        const info = await this.#pathInfo(path);
         if (!info) {
           throw new NixBridgeError(
             'NOT_FOUND',
@@ -200,7 +203,7 @@ export class NixBuilder {
       for (let path = queue.pop(); path !== undefined; path = queue.pop()) {
         if (closure.has(path) || visiting.has(path)) continue;
         visiting.add(path);
-        const info = (await this.#options.pathInfoService.get(path)) ?? (await this.#importSource(path, signal));
+        const info = (await this.#pathInfo(path)) ?? (await this.#importSource(path, signal));
         closure.set(path, info);
         for (const ref of info.references) if (!closure.has(ref) && !visiting.has(ref)) queue.push(ref);
       }
@@ -241,7 +244,7 @@ export class NixBuilder {
             'INVALID_DERIVATION',
             `${chain.at(-1) ?? path} wants output ${name} of ${path}, which has no such output`,
           );
-        if (!(await this.#options.pathInfoService.get(out.path))) missing = true;
+        if (!(await this.#pathInfo(out.path))) missing = true;
       }
       if (!missing || planned.has(path)) return;
       planned.add(path);
@@ -313,9 +316,29 @@ export class NixBuilder {
       await Promise.all(running.values());
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      // What was built is recorded even when another build failed.
+      await this.#commits.settled().catch((error: unknown) => {
+        failure ??= { error };
+      });
     }
     signal?.throwIfAborted();
     if (failure) throw failure.error;
+  }
+
+  /** A path's info: built in this run (perhaps not yet committed), or from the index. */
+  async #pathInfo(path: string): Promise<PathInfo | undefined> {
+    return this.#built.get(path) ?? (await this.#options.pathInfoService.get(path));
+  }
+
+  /** Makes the contents durable, then commits the records in one atomic `putMany`, with what they refer to that is not yet in the index. */
+  async #commit(records: readonly PathInfo[]): Promise<void> {
+    const paths = new Set(records.map((r) => r.storePath.toAbsolute(this.#storeDir)));
+    await makeRootsDurable(
+      records.map((r) => r.node),
+      this.#options.blobService,
+    );
+    await this.#options.pathInfoService.putMany(records);
+    for (const path of paths) this.#built.delete(path);
   }
 
   /**
@@ -381,15 +404,16 @@ export class NixBuilder {
         storeDir: this.#storeDir,
         inputInfos: closure,
       });
-      const committed = await Promise.all(
-        [...closure.keys()].map(async (p) => ((await this.#options.pathInfoService.get(p)) ? undefined : closure.get(p))),
+      // Sources imported for this build go with its outputs; outputs of earlier builds went (or go) before them.
+      const sources = await Promise.all(
+        [...closure.keys()].map(async (p) =>
+          this.#built.has(p) || (await this.#options.pathInfoService.get(p)) ? undefined : closure.get(p),
+        ),
       );
-      const records = [...committed.filter((i): i is PathInfo => i !== undefined), ...outputs.values()];
-      await makeRootsDurable(
-        records.map((r) => r.node),
-        this.#options.blobService,
-      );
-      await this.#options.pathInfoService.putMany(records);
+      const records = [...sources.filter((i): i is PathInfo => i !== undefined), ...outputs.values()];
+      for (const record of records) this.#built.set(record.storePath.toAbsolute(this.#storeDir), record);
+      // Committed in the background, in order with other builds' records: the builds using these outputs start now.
+      this.#commits.add(records);
       emit?.({ type: 'built', drvPath, outputs, wallTimeMs: performance.now() - started });
     } catch (error) {
       if (!signal.aborted || !(error === signal.reason)) emit?.({ type: 'failed', drvPath, error: error as Error });
@@ -438,4 +462,50 @@ function buildFailure(drvPath: string, built: DerivationBuildRequest, outcome: E
   return new NixBridgeError('BUILD_FAILED', message, {
     details: { drvPath, reason: outcome.reason, exitCode: outcome.exitCode, logTail: outcome.logTail },
   });
+}
+
+/**
+ * Commits records in the order they come, as few commits as possible: while
+ * one commit runs, what arrives waits and goes in the next one together.
+ * A failed commit fails every later one too (their records may refer to
+ * the failed ones).
+ */
+class GroupCommit {
+  readonly #commit: (records: readonly PathInfo[]) => Promise<void>;
+  #waiting: PathInfo[] = [];
+  #running: Promise<void> = Promise.resolve();
+  #failure: { error: unknown } | undefined;
+  #busy = false;
+
+  constructor(commit: (records: readonly PathInfo[]) => Promise<void>) {
+    this.#commit = commit;
+  }
+
+  add(records: readonly PathInfo[]): void {
+    this.#waiting.push(...records);
+    if (!this.#busy) this.#running = this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    this.#busy = true;
+    try {
+      while (this.#waiting.length > 0 && !this.#failure) {
+        const batch = this.#waiting;
+        this.#waiting = [];
+        try {
+          await this.#commit(batch);
+        } catch (error) {
+          this.#failure = { error };
+        }
+      }
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** Resolves once everything added so far is committed; rejects with the first failure. */
+  async settled(): Promise<void> {
+    await this.#running;
+    if (this.#failure) throw this.#failure.error;
+  }
 }
