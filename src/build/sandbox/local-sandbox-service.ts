@@ -297,6 +297,7 @@ export class LocalSandboxBuildService implements BuildService {
   async #prepare(request: BuildRequest, buildDir: string, uid: number, signal?: AbortSignal): Promise<SandboxLayout> {
     try {
       return await prepareSandboxLayout(request, buildDir, { uid, gid: uid }, this.#inputs, {
+        sharedEtcRoot: join(this.#sandboxDir, 'etc'),
         ...(signal ? { signal } : {}),
         ...(this.#options.shell !== undefined ? { shell: this.#options.shell } : {}),
       });

@@ -1,10 +1,13 @@
 /**
  * The host side of a build's sandbox, the same for every backend: under the
- * build directory, `/etc` files, one writable directory per scratch path
- * (owned by the build user), additional files outside the scratch paths,
- * and the materialized inputs (shared, from the inputs cache).
+ * build directory, one writable directory per scratch path (owned by the
+ * build user) and additional files outside the scratch paths; `/etc`
+ * (shared by every build that gets the same files, or the build's own when
+ * additional files go there); and the materialized inputs (shared, from the
+ * inputs cache).
  */
-import { chownSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { AbortOptions } from '../../common/abort.js';
@@ -13,7 +16,7 @@ import type { InputsCache } from './inputs-cache.js';
 import { etcFiles } from './nix-compatible-etc.js';
 
 export interface SandboxLayout {
-  /** Host directory holding passwd, group and hosts. */
+  /** Host directory holding passwd, group and hosts (read-only: shared by builds). */
   readonly etcDir: string;
   /** Host directory for each scratch path, in request order. */
   readonly scratchDirs: readonly string[];
@@ -36,16 +39,11 @@ export async function prepareSandboxLayout(
   buildDir: string,
   owner: { uid: number; gid: number },
   inputs: InputsCache,
-  options: AbortOptions & { shell?: string } = {},
+  options: AbortOptions & { shell?: string; sharedEtcRoot?: string } = {},
 ): Promise<SandboxLayout> {
   // A few tiny files and directories: synchronous calls cost less than trips through the thread pool.
-  const etcDir = join(buildDir, 'etc');
-  mkdirSync(etcDir, { mode: 0o755 });
-  for (const [name, content] of Object.entries(etcFiles(`/${request.workingDir}`)))
-    writeFileSync(join(etcDir, name), content, { mode: 0o444 });
-  // With the host's network, the host's name resolution too (as Nix gives fixed-output derivations).
-  if (request.constraints?.networkAccess)
-    for (const name of NETWORK_ETC_FILES) if (existsSync(`/etc/${name}`)) copyFileSync(`/etc/${name}`, join(etcDir, name));
+  const ownEtc = request.additionalFiles.some((file) => file.path.startsWith('etc/') && scratchPathFor(request, file.path) === undefined);
+  const etcDir = ownEtc || !options.sharedEtcRoot ? writeEtc(request, join(buildDir, 'etc')) : sharedEtc(request, options.sharedEtcRoot);
   const scratchDirs: string[] = [];
   mkdirSync(join(buildDir, 'scratch'), { mode: 0o755 });
   for (const [i] of request.scratchPaths.entries()) {
@@ -73,6 +71,44 @@ export async function prepareSandboxLayout(
   for (const input of request.inputs) inputPaths.push(await inputs.pathOf(input.node, options));
   const shell = options.shell ?? (existsSync(DEFAULT_SHELL) ? DEFAULT_SHELL : undefined);
   return { etcDir, scratchDirs, inputPaths, extraFiles, ...(shell ? { shell } : {}) };
+}
+
+/** The /etc files of a build (with the host's name resolution when it has the network, as Nix gives fixed-output derivations). */
+function etcContents(request: BuildRequest): [string, string | Uint8Array][] {
+  const files: [string, string | Uint8Array][] = Object.entries(etcFiles(`/${request.workingDir}`));
+  if (request.constraints?.networkAccess)
+    for (const name of NETWORK_ETC_FILES) if (existsSync(`/etc/${name}`)) files.push([name, readFileSync(`/etc/${name}`)]);
+  return files;
+}
+
+/** Writes a build's /etc into `dir` (which must not exist). */
+function writeEtc(request: BuildRequest, dir: string): string {
+  mkdirSync(dir, { mode: 0o755 });
+  for (const [name, content] of etcContents(request)) writeFileSync(join(dir, name), content, { mode: 0o444 });
+  return dir;
+}
+
+/**
+ * A read-only /etc shared by every build that gets the same files, named by
+ * their digest under `root`: written once (whole, then renamed into place),
+ * so a build makes and removes none of it.
+ */
+function sharedEtc(request: BuildRequest, root: string): string {
+  const files = etcContents(request);
+  const digest = createHash('sha256');
+  for (const [name, content] of files) digest.update(`${name}\0${Buffer.byteLength(content)}\0`).update(content);
+  const dir = join(root, digest.digest('hex').slice(0, 32));
+  if (existsSync(dir)) return dir;
+  mkdirSync(root, { recursive: true, mode: 0o755 });
+  const temporary = writeEtc(request, join(root, `.tmp-${randomBytes(6).toString('hex')}`));
+  try {
+    renameSync(temporary, dir);
+  } catch (error) {
+    rmSync(temporary, { recursive: true, force: true });
+    // Another build wrote the same files first.
+    if (!['EEXIST', 'ENOTEMPTY'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
+  }
+  return dir;
 }
 
 /** Creates `dir` and its missing parents, giving the new ones to `owner`. */
