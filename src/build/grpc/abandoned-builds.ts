@@ -18,10 +18,11 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 
 import { buildUserHeld } from '../sandbox/build-user-lock.js';
+import { emptyScratchDirs } from '../sandbox/sandbox-layout.js';
 
 const run = promisify(execFile);
 const CGROUP_ROOT = '/sys/fs/cgroup';
@@ -102,8 +103,10 @@ async function removeInvocationLeftovers(invocationId: string): Promise<boolean>
   return found;
 }
 
-/** The build user a build directory belongs to: the owner of its first scratch directory. */
+/** The build user a build directory belongs to: named in it (`build-<uid>-…`), else the owner of its first scratch directory. */
 async function buildUidOf(buildDir: string): Promise<number | undefined> {
+  const named = /^build-(\d+)-/.exec(basename(buildDir))?.[1];
+  if (named !== undefined) return Number(named);
   const scratch = join(buildDir, 'scratch');
   const entries = await fs.readdir(scratch).catch(() => [] as string[]);
   for (const entry of entries) {
@@ -113,9 +116,17 @@ async function buildUidOf(buildDir: string): Promise<number | undefined> {
   return undefined;
 }
 
-/** Removes the build directories in `sandboxDir` no live build holds (see the header). */
+/**
+ * Removes the build directories in `sandboxDir` no live build holds (see
+ * the header), and empties the kept scratch directories of build users
+ * nobody holds.
+ */
 export async function sweepAbandonedBuildDirs(sandboxDir: string): Promise<string[]> {
   const removed: string[] = [];
+  for (const entry of await fs.readdir(join(sandboxDir, 'scratch')).catch(() => [] as string[])) {
+    const uid = Number(entry);
+    if (Number.isInteger(uid) && !(await buildUserHeld(uid))) emptyScratchDirs(join(sandboxDir, 'scratch', entry));
+  }
   const entries = await fs.readdir(sandboxDir).catch(() => [] as string[]);
   for (const entry of entries) {
     if (!entry.startsWith('build-')) continue;

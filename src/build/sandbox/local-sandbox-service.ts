@@ -31,7 +31,7 @@ import { BuildCgroup, cgroupV1Unavailable } from './cgroup-v1.js';
 import { InputsCache } from './inputs-cache.js';
 import { type Launched, Launcher } from './launcher.js';
 import { LogTail } from './log-tail.js';
-import { hostPathOf, prepareSandboxLayout, type SandboxLayout } from './sandbox-layout.js';
+import { emptyScratchDirs, hostPathOf, prepareSandboxLayout, type SandboxLayout } from './sandbox-layout.js';
 import { TimeLimits } from './time-limits.js';
 
 /** Default parent of build roots and the inputs cache: build users must be able to traverse it. */
@@ -151,7 +151,7 @@ export class LocalSandboxBuildService implements BuildService {
       if (!user)
         throw new BuildError('SANDBOX_UNAVAILABLE', `every build user is busy (uids ${base}–${base + DEFAULT_BUILD_USER_COUNT - 1})`);
       const uid = user.uid;
-      buildDir = mkdtempSync(join(this.#sandboxDir, 'build-'));
+      buildDir = mkdtempSync(join(this.#sandboxDir, `build-${uid}-`)); // the uid in the name: see sweepAbandonedBuildDirs
       chmodSync(buildDir, 0o711);
       const cgroupName = `kiln-${invocationId}`;
       const command = this.#driver.command({ request, buildDir, sandboxDir: this.#sandboxDir, buildUid: uid, cgroupName, invocationId });
@@ -271,6 +271,8 @@ export class LocalSandboxBuildService implements BuildService {
       };
     } finally {
       if (child && cgroup) await stopSandbox({ child, launch: launch ?? {}, cgroup });
+      // What the build left in its scratch directories goes before its user can be another build's.
+      if (user) emptyScratchDirs(this.#scratchRoot(user.uid));
       // Independent removals, at once (a runtime's own nested cgroups may go either way: both sides expect that);
       // the build user is released once the driver has cleaned up what it keeps for that user.
       await Promise.all([
@@ -294,10 +296,16 @@ export class LocalSandboxBuildService implements BuildService {
     return this.#sandboxDirMade;
   }
 
+  /** The build user's scratch directories, kept (empty) between its builds. */
+  #scratchRoot(uid: number): string {
+    return join(this.#sandboxDir, 'scratch', String(uid));
+  }
+
   async #prepare(request: BuildRequest, buildDir: string, uid: number, signal?: AbortSignal): Promise<SandboxLayout> {
     try {
       return await prepareSandboxLayout(request, buildDir, { uid, gid: uid }, this.#inputs, {
         sharedEtcRoot: join(this.#sandboxDir, 'etc'),
+        scratchRoot: this.#scratchRoot(uid),
         ...(signal ? { signal } : {}),
         ...(this.#options.shell !== undefined ? { shell: this.#options.shell } : {}),
       });

@@ -1,13 +1,15 @@
 /**
- * The host side of a build's sandbox, the same for every backend: under the
- * build directory, one writable directory per scratch path (owned by the
- * build user) and additional files outside the scratch paths; `/etc`
+ * The host side of a build's sandbox, the same for every backend: one
+ * writable directory per scratch path (owned by the build user; under the
+ * build directory, or kept empty between builds in a directory of the build
+ * user's own), additional files outside the scratch paths (under the build
+ * directory); `/etc`
  * (shared by every build that gets the same files, or the build's own when
  * additional files go there); and the materialized inputs (shared, from the
  * inputs cache).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { AbortOptions } from '../../common/abort.js';
@@ -39,19 +41,18 @@ export async function prepareSandboxLayout(
   buildDir: string,
   owner: { uid: number; gid: number },
   inputs: InputsCache,
-  options: AbortOptions & { shell?: string; sharedEtcRoot?: string } = {},
+  options: AbortOptions & {
+    shell?: string;
+    sharedEtcRoot?: string;
+    /** The build user's own directory for scratch directories, kept (emptied) from one build to the next. */
+    scratchRoot?: string;
+  } = {},
 ): Promise<SandboxLayout> {
   // A few tiny files and directories: synchronous calls cost less than trips through the thread pool.
   const ownEtc = request.additionalFiles.some((file) => file.path.startsWith('etc/') && scratchPathFor(request, file.path) === undefined);
   const etcDir = ownEtc || !options.sharedEtcRoot ? writeEtc(request, join(buildDir, 'etc')) : sharedEtc(request, options.sharedEtcRoot);
-  const scratchDirs: string[] = [];
-  mkdirSync(join(buildDir, 'scratch'), { mode: 0o755 });
-  for (const [i] of request.scratchPaths.entries()) {
-    const dir = join(buildDir, 'scratch', String(i));
-    mkdirSync(dir, { mode: 0o755 });
-    chownSync(dir, owner.uid, owner.gid);
-    scratchDirs.push(dir);
-  }
+  const scratchRoot = options.scratchRoot ?? join(buildDir, 'scratch');
+  const scratchDirs = keptScratchDirs(scratchRoot, request.scratchPaths.length, owner);
   const extraFiles: { hostPath: string; sandboxPath: string }[] = [];
   for (const [i, file] of request.additionalFiles.entries()) {
     const inScratch = scratchPathFor(request, file.path) !== undefined;
@@ -109,6 +110,50 @@ function sharedEtc(request: BuildRequest, root: string): string {
     if (!['EEXIST', 'ENOTEMPTY'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
   }
   return dir;
+}
+
+/**
+ * `count` empty directories `0`, `1`, … under `root`, owned by `owner`:
+ * those left by an earlier build are emptied (whatever it left in them or
+ * did to them) rather than made anew; others there are removed.
+ */
+function keptScratchDirs(root: string, count: number, owner: { uid: number; gid: number }): string[] {
+  if (mkdirSync(root, { recursive: true, mode: 0o755 }) !== undefined) chmodSync(dirname(root), 0o711);
+  const dirs = Array.from({ length: count }, (_, i) => join(root, String(i)));
+  for (const entry of readdirSync(root)) {
+    const index = Number(entry);
+    if (!(Number.isInteger(index) && index >= 0 && index < count && entry === String(index)))
+      rmSync(join(root, entry), { recursive: true, force: true });
+  }
+  for (const dir of dirs) {
+    try {
+      emptyDirectory(dir);
+      chmodSync(dir, 0o755);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOTDIR') rmSync(dir, { force: true });
+      else if (code !== 'ENOENT') throw error;
+      mkdirSync(dir, { mode: 0o755 });
+    }
+    chownSync(dir, owner.uid, owner.gid);
+  }
+  return dirs;
+}
+
+/** Removes what `dir` holds, keeping `dir` itself (ENOENT when there is no such directory). */
+export function emptyDirectory(dir: string): void {
+  for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true });
+}
+
+/** Empties the scratch directories under `root` a build left (kept for the next build of its user). */
+export function emptyScratchDirs(root: string): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(root);
+  } catch {
+    return;
+  }
+  for (const entry of entries) emptyDirectory(join(root, entry));
 }
 
 /** Creates `dir` and its missing parents, giving the new ones to `owner`. */

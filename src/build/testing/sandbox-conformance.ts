@@ -81,14 +81,15 @@ export function sandboxConformance(name: string, options: SandboxConformanceOpti
       const leftovers = async () => ({
         processes: suiteProcesses(marker),
         buildDirs: (await fs.readdir(sandboxDir)).filter((n) => n.startsWith('build-')),
+        scratchContents: await keptScratchContents(sandboxDir),
         containers: options.listContainers?.(sandboxDir) ?? [],
       });
       let left = await leftovers();
-      while (performance.now() < deadline && (left.processes.length || left.buildDirs.length || left.containers.length)) {
+      while (performance.now() < deadline && Object.values(left).some((found) => found.length > 0)) {
         await new Promise((resolve) => setTimeout(resolve, 50));
         left = await leftovers();
       }
-      assert.deepEqual(left, { processes: [], buildDirs: [], containers: [] }, 'nothing of a build is left');
+      assert.deepEqual(left, { processes: [], buildDirs: [], scratchContents: [], containers: [] }, 'nothing of a build is left');
       assert.equal(await fs.readFile(sentinel, 'utf8'), 'host data\n', 'the host file is unchanged');
     });
 
@@ -445,5 +446,16 @@ function suiteProcesses(marker: string): string[] {
       // gone meanwhile
     }
   }
+  return found;
+}
+
+/** What lies in the scratch directories kept per build user (`SANDBOX_DIR/scratch/<uid>/<i>/…`): nothing, between builds. */
+async function keptScratchContents(sandboxDir: string): Promise<string[]> {
+  const found: string[] = [];
+  const list = (dir: string) => fs.readdir(dir).catch(() => [] as string[]);
+  const root = join(sandboxDir, 'scratch');
+  for (const user of await list(root))
+    for (const dir of await list(join(root, user)))
+      for (const entry of await list(join(root, user, dir))) found.push(`${user}/${dir}/${entry}`);
   return found;
 }
