@@ -6,7 +6,7 @@
  * ingestion with reference scanning, and removing every trace afterwards.
  *
  * Once the sandbox is laid out, the driver's command is started through
- * the process's `kiln-launcher` (Node never forks itself): the child joins
+ * the process's `kiln-launcher` (Node never forks itself for it): the child joins
  * the build's cgroups, drops to the build user and execs the command, so
  * nothing of the build ever runs outside its cgroups. A runtime that puts
  * the sandbox in the build's cgroups itself (runc) is started without
