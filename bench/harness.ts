@@ -4,6 +4,7 @@
  * against reference tools measured in the same run, never absolute limits.
  */
 import { spawn } from 'node:child_process';
+import { Launcher } from '../src/build/sandbox/launcher.js';
 
 export interface Timed {
   seconds: number;
@@ -81,19 +82,17 @@ export function printTable(title: string, rows: Row[]): void {
 
 export const mb = (bytes: number, seconds: number) => `${(bytes / 1e6 / seconds).toFixed(0)} MB/s`;
 
-/** Runs argv to completion (stdout and stderr piped and drained, as Kiln does); returns the wall time in ms. */
-export function runBare(argv: readonly string[], options: { uid?: number; gid?: number; cwd?: string } = {}): Promise<number> {
+/**
+ * Runs argv to completion (stdout and stderr piped and drained, as Kiln does); returns the wall time in ms.
+ * It starts the way Kiln starts a sandbox, through kiln-launcher: a fork of the bench's own Node
+ * process would add milliseconds that the runtime does not cost.
+ */
+export async function runBare(argv: readonly string[], options: { uid?: number; gid?: number } = {}): Promise<number> {
   const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0] as string, argv.slice(1), { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d) => (output += d));
-    child.stderr.on('data', (d) => (output += d));
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      const elapsed = performance.now() - started;
-      if (code === 0) resolve(elapsed);
-      else reject(new Error(`${argv.join(' ')} failed (${signal ?? `exit ${code}`}): ${output.slice(-2000).trim()}`));
-    });
-  });
+  let output = '';
+  const launched = await Launcher.shared().launch({ argv, ...options, onOutput: (_stream, data) => (output += data) });
+  const { code, signal } = await launched.exited;
+  const elapsed = performance.now() - started;
+  if (code === 0) return elapsed;
+  throw new Error(`${argv.join(' ')} failed (${signal ?? `exit ${code}`}): ${output.slice(-2000).trim()}`);
 }
