@@ -11,7 +11,7 @@
  * 1. `trivial`: one tiny input, `echo hi > $out`, through the BuildService
  *    API, for bwrap://, oci://?runtime=runc and oci://?runtime=crun,
  *    interleaved round by round with: a bare `bwrap` of the same command
- *    spawned from this process as an unprivileged user (every namespace
+ *    started through kiln-launcher, as Kiln starts sandboxes, as an unprivileged user (every namespace
  *    unshared, read-only tmpfs root, /proc, /dev, /tmp, /etc, the input
  *    bound read-only, a writable scratch dir, /bin/sh); bare `runc run` and
  *    `crun run` of a pre-made bundle doing the same (the `runc spec`
