@@ -8,8 +8,9 @@
  * hands the space back once hashed. A producer that reads its data can
  * instead read into one of the hash's own buffers (`freeBuffer`) and move
  * that buffer to the worker and back (`updateInPlace`), sparing the copy.
- * Nothing is allocated per chunk, so a long stream makes no garbage. One worker, started on first use, serves
- * every open hash; it does not keep the process alive once none is open.
+ * Nothing is allocated per chunk, so a long stream makes no garbage. One
+ * worker, started on first use, serves every open hash; it does not keep
+ * the process alive once none is open.
  */
 import { Worker } from 'node:worker_threads';
 

@@ -330,7 +330,7 @@ export class NixBuilder {
     return this.#built.get(path) ?? (await this.#options.pathInfoService.get(path));
   }
 
-  /** Makes the contents durable, then commits the records in one atomic `putMany`, with what they refer to that is not yet in the index. */
+  /** Makes the records' contents durable, then commits them in one atomic `putMany` and drops them from `#built`. */
   async #commit(records: readonly PathInfo[]): Promise<void> {
     const paths = new Set(records.map((r) => r.storePath.toAbsolute(this.#storeDir)));
     await makeRootsDurable(

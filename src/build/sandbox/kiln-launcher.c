@@ -298,18 +298,17 @@ static void reap(void) {
   }
 }
 
-/* Reads what one pipe has; returns 0 once it is closed. */
-static int relay(uint32_t id, int *fd, uint8_t kind) {
+/* Relays what one pipe has; closes it (and sets *fd to -1) at its end. */
+static void relay(uint32_t id, int *fd, uint8_t kind) {
   static char buffer[65536];
   ssize_t n = read(*fd, buffer, sizeof buffer);
-  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 1;
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
   if (n > 0) {
     emit(id, kind, buffer, (uint32_t)n);
-    return 1;
+    return;
   }
   close(*fd);
   *fd = -1;
-  return 0;
 }
 
 int main(void) {

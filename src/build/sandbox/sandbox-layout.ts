@@ -2,11 +2,10 @@
  * The host side of a build's sandbox, the same for every backend: one
  * writable directory per scratch path (owned by the build user; under the
  * build directory, or kept empty between builds in a directory of the build
- * user's own), additional files outside the scratch paths (under the build
- * directory); `/etc`
- * (shared by every build that gets the same files, or the build's own when
- * additional files go there); and the materialized inputs (shared, from the
- * inputs cache).
+ * user's own); additional files outside the scratch paths (under the build
+ * directory); `/etc` (shared by every build that gets the same files, or the
+ * build's own when additional files go there); and the materialized inputs
+ * (shared, from the inputs cache).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
