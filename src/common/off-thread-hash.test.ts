@@ -67,7 +67,7 @@ describe('off-thread hashing', () => {
     assert.deepEqual(Buffer.from(digest as Uint8Array), createHash('sha256').update(data).digest());
   });
 
-  it('gives out no buffer while all of them are at the worker', async () => {
+  it('gives out no buffer while all of them are at the worker, and says when one comes back', async () => {
     const hash = createOffThreadHash(['sha256']);
     const expected = createHash('sha256');
     let buffer = hash.freeBuffer();
@@ -78,6 +78,15 @@ describe('off-thread hashing', () => {
       hash.updateInPlace(buffer);
     }
     assert.ok(count >= 2, `${count} buffers`);
+    const free = hash.bufferFree();
+    assert.ok(free, 'a wait while every buffer is at the worker');
+    await free;
+    assert.equal(hash.bufferFree(), undefined, 'no wait once one came back');
+    const back = hash.freeBuffer();
+    assert.ok(back, 'the buffer that came back is given out again');
+    back.fill(0xee);
+    expected.update(back);
+    hash.updateInPlace(back);
     const [digest] = await hash.digest();
     assert.deepEqual(Buffer.from(digest as Uint8Array), expected.digest());
   });

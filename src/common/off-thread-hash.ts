@@ -41,6 +41,12 @@ export interface OffThreadHash {
    * nothing, for any other chunk (hash that one with `update`).
    */
   updateInPlace(chunk: Uint8Array): boolean;
+  /**
+   * Undefined when `freeBuffer` has a buffer to give, else a promise that
+   * settles once the worker moves one back (or the hash fails): a producer
+   * that waits for it instead of falling back to `update` spares the copy.
+   */
+  bufferFree(): Promise<void> | undefined;
   /** One digest per algorithm, in the order given; the hash is closed afterwards. */
   digest(): Promise<Uint8Array[]>;
   /** Drops the hash (after a failure of the stream it was hashing). */
@@ -53,6 +59,8 @@ interface Session {
   /** Moved buffers back from the worker (or never sent). */
   readonly buffers: ArrayBuffer[];
   waiting?: () => void;
+  /** Wakes a producer waiting for a moved buffer to come back. */
+  bufferWaiting?: () => void;
   finished?: { resolve(digests: Uint8Array[]): void; reject(error: Error): void };
   failure?: Error;
 }
@@ -158,6 +166,12 @@ class HashWorker {
         const buffer = session.buffers[session.buffers.length - 1];
         return buffer ? new Uint8Array(buffer) : undefined;
       },
+      bufferFree: () => {
+        if (session.failure || session.buffers.length > 0 || buffersMade < MOVED_BUFFERS) return undefined;
+        return new Promise<void>((resolve) => {
+          session.bufferWaiting = resolve;
+        });
+      },
       updateInPlace: (chunk) => {
         const index = session.buffers.indexOf(chunk.buffer as ArrayBuffer);
         if (index < 0) return false;
@@ -203,6 +217,8 @@ class HashWorker {
     if (!session) return;
     if (reply.returned) {
       session.buffers.push(reply.returned);
+      session.bufferWaiting?.();
+      session.bufferWaiting = undefined;
     } else if (reply.hashed !== undefined) {
       session.inFlight -= reply.hashed;
       // Wake the writer once a good stretch is free, not for every chunk hashed.
@@ -220,6 +236,7 @@ class HashWorker {
   #fail(id: number, session: Session, error: Error): void {
     session.failure = error;
     session.waiting?.();
+    session.bufferWaiting?.();
     session.finished?.reject(error);
     this.#close(id);
   }

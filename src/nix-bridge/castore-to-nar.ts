@@ -265,7 +265,12 @@ export async function narDigestOfNode(node: Node, castore: CastoreReader, option
         for (const kept of early.splice(0)) await offThread.update(kept);
         continue;
       }
-      if (offThread.updateInPlace(chunk)) continue;
+      if (offThread.updateInPlace(chunk)) {
+        // The worker hashes slower than blob files are read: waiting for a buffer costs less than copying into the ring.
+        const free = offThread.bufferFree();
+        if (free) await free;
+        continue;
+      }
       const wait = offThread.update(chunk);
       if (wait) await wait;
     }
