@@ -86,8 +86,14 @@ export class NixBuilder {
   readonly #hasher: DerivationHasher;
   /** Sources imported in this run, by path; committed with the first build that uses them. */
   readonly #sources = new Map<string, Promise<PathInfo>>();
-  /** Path infos built in this run, by path: later builds use them at once, while they are committed. */
-  readonly #built = new Map<string, PathInfo>();
+  /** Sources of `#sources` that a build has taken to commit with its outputs. */
+  readonly #sourcesTaken = new Set<string>();
+  /**
+   * Path infos known in this run, by path: read from the index, or built
+   * here (later builds use those at once, while they are committed). A
+   * recorded path info never changes, so each is decoded once per run.
+   */
+  readonly #known = new Map<string, PathInfo>();
   readonly #commits = new GroupCommit((records) => this.#commit(records));
 
   constructor(options: NixBuilderOptions) {
@@ -203,7 +209,7 @@ export class NixBuilder {
       for (let path = queue.pop(); path !== undefined; path = queue.pop()) {
         if (closure.has(path) || visiting.has(path)) continue;
         visiting.add(path);
-        const info = (await this.#pathInfo(path)) ?? (await this.#importSource(path, signal));
+        const info = this.#known.get(path) ?? (await this.#pathInfo(path)) ?? (await this.#importSource(path, signal));
         closure.set(path, info);
         for (const ref of info.references) if (!closure.has(ref) && !visiting.has(ref)) queue.push(ref);
       }
@@ -325,20 +331,22 @@ export class NixBuilder {
     if (failure) throw failure.error;
   }
 
-  /** A path's info: built in this run (perhaps not yet committed), or from the index. */
+  /** A path's info: known in this run (built here, perhaps not committed yet), or from the index. */
   async #pathInfo(path: string): Promise<PathInfo | undefined> {
-    return this.#built.get(path) ?? (await this.#options.pathInfoService.get(path));
+    const known = this.#known.get(path);
+    if (known) return known;
+    const info = await this.#options.pathInfoService.get(path);
+    if (info) this.#known.set(path, info);
+    return info;
   }
 
-  /** Makes the records' contents durable, then commits them in one atomic `putMany` and drops them from `#built`. */
+  /** Makes the records' contents durable, then commits them in one atomic `putMany`. */
   async #commit(records: readonly PathInfo[]): Promise<void> {
-    const paths = new Set(records.map((r) => r.storePath.toAbsolute(this.#storeDir)));
     await makeRootsDurable(
       records.map((r) => r.node),
       this.#options.blobService,
     );
     await this.#options.pathInfoService.putMany(records);
-    for (const path of paths) this.#built.delete(path);
   }
 
   /**
@@ -404,14 +412,16 @@ export class NixBuilder {
         storeDir: this.#storeDir,
         inputInfos: closure,
       });
-      // Sources imported for this build go with its outputs; outputs of earlier builds went (or go) before them.
-      const sources = await Promise.all(
-        [...closure.keys()].map(async (p) =>
-          this.#built.has(p) || (await this.#options.pathInfoService.get(p)) ? undefined : closure.get(p),
-        ),
-      );
-      const records = [...sources.filter((i): i is PathInfo => i !== undefined), ...outputs.values()];
-      for (const record of records) this.#built.set(record.storePath.toAbsolute(this.#storeDir), record);
+      // Sources this run imported and no build took yet go with this build's outputs; outputs of earlier builds went
+      // (or go) before them.
+      const sources: PathInfo[] = [];
+      for (const [path, info] of closure) {
+        if (!this.#sources.has(path) || this.#sourcesTaken.has(path)) continue;
+        this.#sourcesTaken.add(path);
+        sources.push(info);
+      }
+      const records = [...sources, ...outputs.values()];
+      for (const record of records) this.#known.set(record.storePath.toAbsolute(this.#storeDir), record);
       // Committed in the background, in order with other builds' records: the builds using these outputs start now.
       this.#commits.add(records);
       emit?.({ type: 'built', drvPath, outputs, wallTimeMs: performance.now() - started });

@@ -60,7 +60,8 @@ export function bwrapArgs(request: BuildRequest, layout: SandboxLayout): BwrapIn
   ];
   for (const [i, path] of request.scratchPaths.entries()) args.push('--bind', layout.scratchDirs[i] as string, `/${path}`);
   for (const [i, input] of request.inputs.entries()) {
-    args.push('--ro-bind', layout.inputPaths[i] as string, `/${request.inputsDir}/${Buffer.from(input.name).toString()}`);
+    const hostPath = layout.inputPaths[i];
+    if (hostPath !== undefined) args.push('--ro-bind', hostPath, `/${request.inputsDir}/${Buffer.from(input.name).toString()}`);
   }
   for (const path of request.constraints?.availableRoPaths ?? []) args.push('--ro-bind', path, path);
   for (const file of layout.extraFiles) args.push('--ro-bind', file.hostPath, file.sandboxPath);

@@ -93,8 +93,10 @@ export function ociMounts(request: BuildRequest, layout: SandboxLayout): OciMoun
     bind(layout.etcDir, '/etc', 'ro'),
   ];
   for (const [i, path] of request.scratchPaths.entries()) mounts.push(bind(layout.scratchDirs[i] as string, `/${path}`, 'rw'));
-  for (const [i, input] of request.inputs.entries())
-    mounts.push(bind(layout.inputPaths[i] as string, `/${request.inputsDir}/${Buffer.from(input.name).toString()}`, 'ro'));
+  for (const [i, input] of request.inputs.entries()) {
+    const hostPath = layout.inputPaths[i];
+    if (hostPath !== undefined) mounts.push(bind(hostPath, `/${request.inputsDir}/${Buffer.from(input.name).toString()}`, 'ro'));
+  }
   for (const path of request.constraints?.availableRoPaths ?? []) mounts.push(bind(path, path, 'ro'));
   for (const file of layout.extraFiles) mounts.push(bind(file.hostPath, file.sandboxPath, 'ro'));
   if (request.constraints?.provideBinSh && layout.shell) mounts.push(bind(layout.shell, '/bin/sh', 'ro'));

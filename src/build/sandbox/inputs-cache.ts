@@ -4,10 +4,18 @@
  * possible) and reused by every later build with the same input. Entries
  * are complete when visible (materialize renames into place).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
-import { B3Digest, type BlobService, type DirectoryService, materialize, type Node } from '../../castore/index.js';
+import {
+  B3Digest,
+  type BlobService,
+  type DirectoryService,
+  hasLocalBlobFiles,
+  MATERIALIZED_FILE_MODE,
+  materialize,
+  type Node,
+} from '../../castore/index.js';
 import type { AbortOptions } from '../../common/abort.js';
 
 export class InputsCache {
@@ -33,6 +41,22 @@ export class InputsCache {
       this.#pending.set(key, pending);
     }
     return pending;
+  }
+
+  /**
+   * A path holding the bytes of file `node` with the mode it gets in a
+   * sandbox, for the caller to hard-link from: the store's own blob file
+   * when the store keeps one with that mode (read-only, not executable, the
+   * node's size), sparing a materialized copy; else `pathOf`.
+   */
+  async linkSourceOf(node: Extract<Node, { type: 'file' }>, options: AbortOptions = {}): Promise<string> {
+    const store = this.#blobService as BlobService;
+    if (!node.executable && hasLocalBlobFiles(store)) {
+      const blobPath = await store.localBlobPath(node.digest);
+      const stat = blobPath === undefined ? undefined : statSync(blobPath, { throwIfNoEntry: false });
+      if (blobPath && stat?.isFile() && stat.size === node.size && (stat.mode & 0o7777) === MATERIALIZED_FILE_MODE) return blobPath;
+    }
+    return this.pathOf(node, options);
   }
 
   async #materialize(node: Node, path: string, options: AbortOptions): Promise<string> {

@@ -8,7 +8,18 @@
  * (shared, from the inputs cache).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { AbortOptions } from '../../common/abort.js';
@@ -21,8 +32,13 @@ export interface SandboxLayout {
   readonly etcDir: string;
   /** Host directory for each scratch path, in request order. */
   readonly scratchDirs: readonly string[];
-  /** Host path of each input, in request order. */
-  readonly inputPaths: readonly string[];
+  /**
+   * Host path to bind read-only at each input's place, in request order;
+   * undefined for an input already in place: a file input whose place lies
+   * in a scratch directory is hard-linked there instead (as Nix does), which
+   * spares the sandbox a mount and the file system a mount-point inode.
+   */
+  readonly inputPaths: readonly (string | undefined)[];
   /** Additional files that lie outside every scratch path: bound read-only at `sandboxPath`. */
   readonly extraFiles: readonly { readonly hostPath: string; readonly sandboxPath: string }[];
   /** Host path of the static shell bound at /bin/sh when the request asks for it. */
@@ -67,8 +83,15 @@ export async function prepareSandboxLayout(
     if (inScratch) await fs.chown(target, owner.uid, owner.gid);
     else if (!inEtc) extraFiles.push({ hostPath: target, sandboxPath: `/${file.path}` });
   }
-  const inputPaths: string[] = [];
-  for (const input of request.inputs) inputPaths.push(await inputs.pathOf(input.node, options));
+  const inputPaths: (string | undefined)[] = [];
+  for (const { name, node } of request.inputs) {
+    const place = `${request.inputsDir}/${Buffer.from(name).toString()}`;
+    const linked =
+      node.type === 'file' &&
+      scratchPathFor(request, place) !== undefined &&
+      (await linkIntoScratch(request, scratchDirs, await inputs.linkSourceOf(node, options), place, owner));
+    inputPaths.push(linked ? undefined : await inputs.pathOf(node, options));
+  }
   const shell = options.shell ?? (existsSync(DEFAULT_SHELL) ? DEFAULT_SHELL : undefined);
   return { etcDir, scratchDirs, inputPaths, extraFiles, ...(shell ? { shell } : {}) };
 }
@@ -153,6 +176,31 @@ export function emptyScratchDirs(root: string): void {
     return;
   }
   for (const entry of entries) emptyDirectory(join(root, entry));
+}
+
+/**
+ * Hard-links the file input at `hostPath` to its `place` (in a scratch
+ * directory); false when the link cannot be made (another file system, too
+ * many links): the input is then bound instead. The link stays read-only to
+ * the build: the file is not the build user's and has no write permission
+ * (the store and the inputs cache write it so).
+ */
+async function linkIntoScratch(
+  request: BuildRequest,
+  scratchDirs: readonly string[],
+  hostPath: string,
+  place: string,
+  owner: { uid: number; gid: number },
+): Promise<boolean> {
+  const target = hostPathOf(request, scratchDirs, place);
+  try {
+    await mkdirOwned(dirname(target), owner);
+    linkSync(hostPath, target);
+    return true;
+  } catch (error) {
+    if (['EXDEV', 'EMLINK', 'EPERM', 'EEXIST'].includes((error as NodeJS.ErrnoException).code ?? '')) return false;
+    throw error;
+  }
 }
 
 /** Creates `dir` and its missing parents, giving the new ones to `owner`. */

@@ -17,10 +17,12 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import {
   type BlobService,
   type DirectoryService,
+  type FileNode,
   importPath,
   MemoryBlobService,
   MemoryDirectoryService,
   type Node,
+  openFsCastore,
   parsePathComponent,
 } from '../../castore/index.js';
 import { concatBytes } from '../../common/async-iterable.js';
@@ -198,6 +200,59 @@ export function sandboxConformance(name: string, options: SandboxConformanceOpti
           log,
           'hello from an input\nrefused /nix/store/abc-tools/x\nrefused /x\nrefused /etc/x\nwrote /build/x\nwrote /nix/store/x\n',
         );
+      });
+
+      it('gives file inputs read-only, plain and executable, whatever the build tries on them', async () => {
+        const data = (await importPath(join(sandboxDir, 'src-tools', 'greeting'), { blobService, directoryService })).node;
+        await fs.writeFile(join(sandboxDir, 'tool.sh'), '#!/bin/sh\necho tool runs\n', { mode: 0o755 });
+        const tool = (await importPath(join(sandboxDir, 'tool.sh'), { blobService, directoryService })).node;
+        const inputs = [
+          { name: parsePathComponent(INPUT), node: toolsNode },
+          { name: parsePathComponent('def-data'), node: data },
+          { name: parsePathComponent('ghi-tool'), node: tool },
+        ];
+        const attempt = (what: string, command: string) => `{ ${command}; } 2>/dev/null && echo "${what} done" || echo "${what} refused"`;
+        const f = '/nix/store/def-data';
+        const script = [
+          `$BB cat ${f}; /nix/store/ghi-tool; [ -x ${f} ] || echo data not executable`,
+          attempt('append', `echo more >> ${f}`),
+          attempt('truncate', `printf "" > ${f}`),
+          attempt('chmod', `$BB chmod 666 ${f}`),
+          attempt('touch', `$BB touch -d 2000-01-01 ${f}`),
+          attempt('tool overwrite', 'echo x > /nix/store/ghi-tool'),
+          `$BB cat ${f}; $BB rm -f ${f}; [ -e ${f} ] || echo removed from this sandbox; echo done > $out`,
+        ].join('; ');
+        const first = await succeeds(script, { inputs });
+        const expected =
+          'hello from an input\ntool runs\ndata not executable\nappend refused\ntruncate refused\nchmod refused\n' +
+          'touch refused\ntool overwrite refused\nhello from an input\nremoved from this sandbox\n';
+        assert.equal(first.log, expected);
+        assert.equal(await fileText(data), 'hello from an input\n', 'the stored blob is unchanged');
+        const again = await succeeds(script, { inputs });
+        assert.equal(again.log, expected, 'the next build gets the input whole');
+
+        // The same on a disk store, whose blob files a sandbox may get hard-linked.
+        const disk = await openFsCastore(join(sandboxDir, 'disk-store'));
+        const onDisk = options.create({ ...disk, sandboxDir, concurrency: 1 });
+        try {
+          const diskInputs = [];
+          for (const [name, path] of [
+            [INPUT, join(sandboxDir, 'src-tools')],
+            ['def-data', join(sandboxDir, 'src-tools', 'greeting')],
+            ['ghi-tool', join(sandboxDir, 'tool.sh')],
+          ] as const)
+            diskInputs.push({ name: parsePathComponent(name), node: (await importPath(path, disk)).node });
+          for (let i = 0; i < 2; i++) {
+            const events = await run(request(`BB=${BB}; ${script}`, { inputs: diskInputs }), { service: onDisk });
+            assert.equal(events.at(-1)?.type, 'finished', logOf(events));
+            assert.equal(logOf(events, 'stdout'), expected);
+          }
+          const blob = await disk.blobService.read((diskInputs[1] as { node: FileNode }).node.digest);
+          assert.equal(Buffer.from(await concatBytes(blob ?? [])).toString(), 'hello from an input\n', 'the blob file is unchanged');
+        } finally {
+          await onDisk.close();
+          await disk.close();
+        }
       });
 
       it('provides /bin/sh only when asked, and binds available_ro_paths read-only', async () => {
