@@ -125,7 +125,7 @@ export async function sweepAbandonedBuildDirs(sandboxDir: string): Promise<strin
   const removed: string[] = [];
   for (const entry of await fs.readdir(join(sandboxDir, 'scratch')).catch(() => [] as string[])) {
     const uid = Number(entry);
-    if (Number.isInteger(uid) && !(await buildUserHeld(uid))) emptyScratchDirs(join(sandboxDir, 'scratch', entry));
+    if (Number.isInteger(uid) && !(await buildUserHeld(uid))) await emptyScratchDirs(join(sandboxDir, 'scratch', entry));
   }
   const entries = await fs.readdir(sandboxDir).catch(() => [] as string[]);
   for (const entry of entries) {

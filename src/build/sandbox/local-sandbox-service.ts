@@ -13,7 +13,7 @@
  * joining them.
  */
 import { randomUUID } from 'node:crypto';
-import { chmodSync, lstatSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdtempSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -271,14 +271,14 @@ export class LocalSandboxBuildService implements BuildService {
       };
     } finally {
       if (child && cgroup) await stopSandbox({ child, launch: launch ?? {}, cgroup });
-      // What the build left in its scratch directories goes before its user can be another build's.
-      if (user) emptyScratchDirs(this.#scratchRoot(user.uid));
       // Independent removals, at once (a runtime's own nested cgroups may go either way: both sides expect that);
-      // the build user is released once the driver has cleaned up what it keeps for that user.
+      // the build user is released once what the build left in its scratch directories is gone and the driver has
+      // cleaned up what it keeps for that user. (Should emptying fail, the user's next build empties them first.)
+      const scratchEmptied = user ? emptyScratchDirs(this.#scratchRoot(user.uid)) : undefined;
       await Promise.all([
-        (cleaning ?? Promise.resolve(launch?.cleanup?.())).finally(() => user?.release()),
+        Promise.all([scratchEmptied, cleaning ?? launch?.cleanup?.()]).finally(() => user?.release()),
         cgroup?.destroy(),
-        buildDir && rmSync(buildDir, { recursive: true, force: true }),
+        buildDir && fs.rm(buildDir, { recursive: true, force: true }),
       ]);
       this.#release(slot);
     }

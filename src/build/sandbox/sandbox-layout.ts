@@ -167,15 +167,25 @@ export function emptyDirectory(dir: string): void {
   for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true });
 }
 
-/** Empties the scratch directories under `root` a build left (kept for the next build of its user). */
-export function emptyScratchDirs(root: string): void {
-  let entries: string[];
+/**
+ * Empties the scratch directories under `root` a build left (kept for the
+ * next build of its user), through the thread pool: removing even a few
+ * entries can take a millisecond of file-system work that the event loop
+ * need not wait for.
+ */
+export async function emptyScratchDirs(root: string): Promise<void> {
+  let dirs: string[];
   try {
-    entries = readdirSync(root);
+    dirs = await fs.readdir(root);
   } catch {
     return;
   }
-  for (const entry of entries) emptyDirectory(join(root, entry));
+  await Promise.all(
+    dirs.map(async (dir) => {
+      const entries = await fs.readdir(join(root, dir)).catch(() => []);
+      await Promise.all(entries.map((entry) => fs.rm(join(root, dir, entry), { recursive: true, force: true })));
+    }),
+  );
 }
 
 /**
