@@ -36,6 +36,12 @@ export interface BlobPutOptions extends AbortOptions {
    * unless the bytes hash to this digest.
    */
   expectedDigest?: B3Digest;
+  /**
+   * The source's chunks are handed over: the caller never touches them
+   * again, so a store that keeps chunks in memory may keep them as they are
+   * instead of copying them. Default false.
+   */
+  adoptChunks?: boolean;
 }
 
 export interface BlobReadOptions extends AbortOptions {

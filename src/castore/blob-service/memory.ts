@@ -34,7 +34,8 @@ export class MemoryBlobService implements BlobService {
     for await (const chunk of toChunks(source)) {
       signal?.throwIfAborted();
       hasher.update(chunk);
-      parts.push(new Uint8Array(chunk)); // a copy (the caller may reuse its buffer), by memcpy: Uint8Array.from goes element by element, 4× slower
+      // Unless handed over, a copy (the caller may reuse its buffer), by memcpy: Uint8Array.from goes element by element, 4× slower.
+      parts.push(options.adoptChunks ? chunk : new Uint8Array(chunk));
       size += chunk.byteLength;
     }
     signal?.throwIfAborted();
@@ -53,26 +54,37 @@ export class MemoryBlobService implements BlobService {
   async close(): Promise<void> {}
 }
 
-/** The stored chunks re-cut into `MEMORY_READ_CHUNK_SIZE` pieces (the last may be shorter), copying only to join small ones. */
+/** Stored chunks at least this long are read back as they are (cut to `MEMORY_READ_CHUNK_SIZE`), never joined with others. */
+export const MEMORY_READ_WHOLE_CHUNK_SIZE = 256 << 10;
+
+/**
+ * The stored chunks as read chunks of at most `MEMORY_READ_CHUNK_SIZE`:
+ * large ones as they are (cut when longer), small ones joined into
+ * full-size chunks (one copy), so a blob put a few bytes at a time is not
+ * read back so.
+ */
 function* sliceChunks(parts: readonly Uint8Array[]): Generator<Uint8Array> {
   let pending: Uint8Array[] = [];
   let pendingBytes = 0;
+  function* flush(): Generator<Uint8Array> {
+    if (pendingBytes > 0) yield pending.length === 1 ? (pending[0] as Uint8Array) : Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+  }
   for (const data of parts) {
+    if (data.byteLength >= MEMORY_READ_WHOLE_CHUNK_SIZE) {
+      yield* flush();
+      for (let offset = 0; offset < data.byteLength; offset += MEMORY_READ_CHUNK_SIZE)
+        yield data.subarray(offset, offset + MEMORY_READ_CHUNK_SIZE);
+      continue;
+    }
     for (let offset = 0; offset < data.byteLength; ) {
       const piece = data.subarray(offset, offset + MEMORY_READ_CHUNK_SIZE - pendingBytes);
       offset += piece.byteLength;
-      if (pendingBytes === 0 && piece.byteLength === MEMORY_READ_CHUNK_SIZE) {
-        yield piece;
-        continue;
-      }
       pending.push(piece);
       pendingBytes += piece.byteLength;
-      if (pendingBytes === MEMORY_READ_CHUNK_SIZE) {
-        yield Buffer.concat(pending, pendingBytes);
-        pending = [];
-        pendingBytes = 0;
-      }
+      if (pendingBytes === MEMORY_READ_CHUNK_SIZE) yield* flush();
     }
   }
-  if (pendingBytes > 0) yield pending.length === 1 ? (pending[0] as Uint8Array) : Buffer.concat(pending, pendingBytes);
+  yield* flush();
 }

@@ -176,7 +176,8 @@ async function servePut(service: BlobService, stream: http2.ServerHttp2Stream, c
   const source = data();
   let digest: B3Digest;
   try {
-    ({ digest } = await service.put(source, { signal }));
+    // Every chunk is a fresh buffer or a piece of one that nothing else reads: the backend may keep it.
+    ({ digest } = await service.put(source, { signal, adoptChunks: true }));
   } finally {
     // A backend that stopped reading early may not have closed the source. Not
     // awaited: a read still pending ends only when the stream does (below).
