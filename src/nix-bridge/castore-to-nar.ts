@@ -234,6 +234,9 @@ export interface NodeNarDigest {
  */
 export const NAR_OFF_THREAD_BYTES = 4 * 2 ** 20;
 
+/** A buffer gathering NAR bytes for the hash worker moves there once it has less room than this left. */
+const NAR_GATHER_MIN_ROOM = 64 * 2 ** 10;
+
 /** The buffer local blob files are read into while hashing a NAR. */
 const NAR_READ_BUFFER_BYTES = 1 << 20;
 
@@ -251,10 +254,27 @@ export async function narDigestOfNode(node: Node, castore: CastoreReader, option
   const early: Uint8Array[] = [];
   let offThread: OffThreadHash | undefined;
   let narSize = 0;
+  // Once the hash runs on the worker, the NAR is gathered in one of its buffers at a time: blob files are read
+  // straight into it, one after the other, the NAR's own framing is copied in between, and the buffer moves to the
+  // worker once nearly full (few messages, no copy of file contents). Only while every buffer is at the worker do
+  // reads go to `ownBuffer` and bytes through the worker's ring.
+  let gathering: Uint8Array | undefined;
+  let filled = 0;
+  const handOver = () => {
+    if (gathering && filled > 0) offThread?.updateInPlace(gathering.subarray(0, filled));
+    gathering = undefined;
+    filled = 0;
+  };
+  const room = (): Uint8Array | undefined => {
+    if (!offThread) return undefined;
+    if (gathering && gathering.byteLength - filled >= NAR_GATHER_MIN_ROOM) return gathering.subarray(filled);
+    handOver();
+    gathering = offThread.freeBuffer();
+    return gathering;
+  };
   try {
     const ownBuffer = Buffer.allocUnsafeSlow(NAR_READ_BUFFER_BYTES);
-    // Once the hash runs on the worker, blob files are read into its own buffers, which move there without a copy.
-    const readBuffer = () => offThread?.freeBuffer() ?? ownBuffer;
+    const readBuffer = () => room() ?? ownBuffer;
     for await (const chunk of narOfNode(node, castore, { ...options, readBuffer })) {
       stream?.update(chunk);
       narSize += chunk.byteLength;
@@ -265,15 +285,24 @@ export async function narDigestOfNode(node: Node, castore: CastoreReader, option
         for (const kept of early.splice(0)) await offThread.update(kept);
         continue;
       }
-      if (offThread.updateInPlace(chunk)) {
-        // The worker hashes slower than blob files are read: waiting for a buffer costs less than copying into the ring.
-        const free = offThread.bufferFree();
-        if (free) await free;
+      if (gathering && chunk.buffer === gathering.buffer && chunk.byteOffset === gathering.byteOffset + filled) {
+        filled += chunk.byteLength; // read in place
+      } else if (gathering && gathering.byteLength - filled >= chunk.byteLength) {
+        gathering.set(chunk, filled);
+        filled += chunk.byteLength;
+      } else {
+        handOver();
+        const wait = offThread.update(chunk);
+        if (wait) await wait;
         continue;
       }
-      const wait = offThread.update(chunk);
-      if (wait) await wait;
+      if (gathering.byteLength - filled >= NAR_GATHER_MIN_ROOM) continue;
+      handOver();
+      // The worker hashes slower than blob files are read: waiting for a buffer costs less than copying into the ring.
+      const free = offThread.bufferFree();
+      if (free) await free;
     }
+    handOver();
   } catch (error) {
     offThread?.abort();
     throw error;

@@ -174,6 +174,9 @@ async function* writeContents(
 ): AsyncGenerator<Uint8Array> {
   if (!Number.isSafeInteger(node.size) || node.size < 0) throw fail(path, `invalid size ${node.size}`);
   out.u64(node.size);
+  // The framing so far goes out before the contents are pulled, for a consumer that has the file read into its
+  // own buffer right after the framing (a source reading into `readBuffer`).
+  if (node.size >= PASS_THROUGH && out.length > 0) yield out.take();
   const source = typeof node.contents === 'function' ? await node.contents() : node.contents;
   let written = 0;
   for await (const chunk of toChunks(source)) {
