@@ -27,6 +27,7 @@
  *
  * A child that cannot join its cgroups exits 125, one that cannot drop to
  * the build user 126, one whose exec fails 127; each says why on stderr.
+ * A child gets fds 0, 1, 2 and its fds 3, 4, …, nothing else open.
  * When stdin closes, every child's process group is killed and the
  * launcher exits; when Kiln dies the launcher dies with it, and each child
  * with the launcher (parent-death signals).
@@ -44,7 +45,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -152,6 +155,16 @@ static void free_strings(char **list, uint32_t count, uint32_t *lengths) {
 
 /* ---- the child, between fork and exec ---- */
 
+/* Closes every fd from `first` up: none of Kiln's may reach a sandbox, whatever it left open across exec. */
+static void close_fds_from(int first) {
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, (unsigned)first, ~0U, 0) == 0) return;
+#endif
+  struct rlimit limit;
+  long last = getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY ? (long)limit.rlim_cur : 65536;
+  for (long fd = first; fd < last; fd++) close((int)fd);
+}
+
 static void child_fail(int code, const char *what, const char *detail) {
   dprintf(STDERR_FILENO, "kiln-launcher: %s %s: %s\n", what, detail, strerror(errno));
   _exit(code);
@@ -175,6 +188,7 @@ static void run_child(int out, int err, int *fds, uint32_t fd_count, char **task
   if (dup2(moved_null, 0) < 0 || dup2(moved_out, 1) < 0 || dup2(moved_err, 2) < 0) _exit(125);
   for (uint32_t i = 0; i < fd_count; i++)
     if (fds[i] < 0 || dup2(fds[i], 3 + (int)i) < 0) child_fail(125, "cannot pass fd", "");
+  close_fds_from(3 + (int)fd_count);
   for (uint32_t i = 0; i < task_count; i++) {
     int fd = open(tasks[i], O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write(fd, "0", 1) != 1) child_fail(125, "cannot join cgroup", tasks[i]);
@@ -315,6 +329,7 @@ static void relay(uint32_t id, int *fd, uint8_t kind) {
 int main(void) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() == 1) return 1; /* the parent is already gone */
+  close_fds_from(3); /* what Kiln's process had open without close-on-exec (a database file, a pipe) */
   signal(SIGPIPE, SIG_IGN);
   sigset_t chld;
   sigemptyset(&chld);

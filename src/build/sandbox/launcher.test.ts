@@ -54,6 +54,30 @@ describe('kiln-launcher', () => {
     assert.equal(Number(session), result.pid, 'the process leads its own session');
   });
 
+  it('gives a child fds 0, 1, 2 and its own fds only, nothing Kiln has open without close-on-exec', async () => {
+    // A Kiln process that inherited fds 3 and 4 (as one does a database file some library opened without O_CLOEXEC).
+    const launcherModule = fileURLToPath(new URL('./launcher.ts', import.meta.url));
+    const script = `
+      const { Launcher } = await import(${JSON.stringify(launcherModule)});
+      // The shell's own open fds, tested one by one with a builtin (a pipeline or glob would open some).
+      const FDS = 'for fd in $(seq 0 1100); do [ -e /proc/$$/fd/$fd ] && printf "%s " $fd; done; true';
+      for (const inputFds of [[], [Buffer.from('x')]]) {
+        let out = '';
+        const child = await Launcher.shared().launch({ argv: ['/bin/sh', '-c', FDS], inputFds,
+          onOutput: (stream, data) => { out += data; } });
+        await child.exited;
+        process.stdout.write(out + '\\n');
+      }
+      process.exit(0);`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
+    } as object);
+    assert.deepEqual(
+      stdout.trim().split('\n').map((line) => line.trim()),
+      ['0 1 2', '0 1 2 3'],
+    );
+  });
+
   it('reports death by a signal by name', async () => {
     const result = await run({ argv: ['/bin/sh', '-c', 'kill -TERM $$'] });
     assert.deepEqual([result.code, result.signal], [null, 'SIGTERM']);
@@ -87,6 +111,8 @@ describe('kiln-launcher', () => {
     const launcherModule = fileURLToPath(new URL('./launcher.ts', import.meta.url));
     const script = `
       const { Launcher } = await import(${JSON.stringify(launcherModule)});
+      // The shell's own open fds, tested one by one with a builtin (a pipeline or glob would open some).
+      const FDS = 'for fd in $(seq 0 1100); do [ -e /proc/$$/fd/$fd ] && printf "%s " $fd; done; true';
       await (await Launcher.shared().launch({ argv: ['/bin/true'] })).exited;
       if (process.argv[1] === 'orphan') {
         const sleeper = await Launcher.shared().launch({ argv: ['/bin/sleep', '60'] });

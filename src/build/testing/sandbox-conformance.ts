@@ -280,6 +280,12 @@ export function sandboxConformance(name: string, options: SandboxConformanceOpti
         assert.equal(log, 'inside\nin etc\noutside\n');
       });
 
+      it('has only fds 0, 1 and 2 open: nothing of the host process reaches it', async () => {
+        // Each fd tested with a builtin: a pipeline or a glob would open some of its own.
+        const { log } = await succeeds('for fd in $($BB seq 0 1100); do [ -e /proc/$$/fd/$fd ] && echo $fd; done; echo done > $out');
+        assert.equal(log, '0\n1\n2\n');
+      });
+
       it('has no capabilities and no new privileges', async () => {
         const { log } = await succeeds(
           '$BB grep -E "^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)" /proc/self/status; echo done > $out',
