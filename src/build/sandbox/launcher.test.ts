@@ -73,7 +73,10 @@ describe('kiln-launcher', () => {
       stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
     } as object);
     assert.deepEqual(
-      stdout.trim().split('\n').map((line) => line.trim()),
+      stdout
+        .trim()
+        .split('\n')
+        .map((line) => line.trim()),
       ['0 1 2', '0 1 2 3'],
     );
   });
