@@ -11,6 +11,7 @@ import {
   type SandboxBuild,
   type SandboxCommand,
 } from '../sandbox/local-sandbox-service.js';
+import { sandboxInitProgram, underSandboxInit } from '../sandbox/sandbox-init.js';
 import { seccompBpfProgram } from '../sandbox/seccomp.js';
 import { bwrapArgs } from './bwrap-args.js';
 
@@ -38,12 +39,16 @@ function bwrapCommand(bwrap: string, { request }: SandboxBuild): SandboxCommand 
     });
   }
   return {
-    // bwrap reads its options (NUL-separated raw bytes) from fd 3 and the seccomp program from fd 4.
-    argv: [bwrap, '--args', '3', '--seccomp', '4', '--', ...request.commandArgs],
+    // bwrap reads its options (NUL-separated raw bytes) from fd 3 and the seccomp program from fd 4; the sandbox runs
+    // kiln-sandbox-init (fd 5), which runs the command and reports how it ended on the status pipe (fd 6).
+    argv: [bwrap, '--args', '3', '--seccomp', '4', '--', ...underSandboxInit(request.commandArgs, 5, 6)],
     asBuildUser: true,
+    reportsStatus: true,
     async prepare(layout) {
       const options = bwrapArgs(request, layout).options;
-      return { inputFds: [Buffer.concat(options.flatMap((a) => [Buffer.from(a), Buffer.of(0)])), SECCOMP_PROGRAM] };
+      return {
+        inputFds: [Buffer.concat(options.flatMap((a) => [Buffer.from(a), Buffer.of(0)])), SECCOMP_PROGRAM, sandboxInitProgram()],
+      };
     },
   };
 }

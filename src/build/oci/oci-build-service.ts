@@ -27,6 +27,7 @@ import {
   type SandboxBuild,
   type SandboxCommand,
 } from '../sandbox/local-sandbox-service.js';
+import { sandboxInitProgram, underSandboxInit } from '../sandbox/sandbox-init.js';
 import { hostPathOf, type SandboxLayout } from '../sandbox/sandbox-layout.js';
 import { ociSeccompProfile, seccompBpfProgram } from '../sandbox/seccomp.js';
 import { ociSpec } from './oci-spec.js';
@@ -97,20 +98,24 @@ class OciDriver {
     const binary = this.#binary;
     const options = this.#options;
     return {
+      // The container's process is kiln-sandbox-init (fd 3) running the command; its status pipe is fd 4.
       argv:
         runtime === 'crun'
-          ? withoutHybridCgroups([binary, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id])
-          : [binary, 'run', '--keep', '--bundle', bundle, id],
+          ? withoutHybridCgroups([binary, '--cgroup-manager=disabled', 'run', '--preserve-fds', '2', '--bundle', bundle, id])
+          : [binary, 'run', '--keep', '--preserve-fds', '2', '--bundle', bundle, id],
       asBuildUser: false,
+      reportsStatus: true,
       placesInCgroups: runtime === 'runc',
       async prepare(layout) {
         const spec = ociSpec(
           request,
           layout,
           { buildUid, rootUid: buildUid + (options.rootUidOffset ?? ROOT_UID_OFFSET) },
-          runtime === 'runc'
-            ? { cgroupsPath: build.cgroupName, seccomp: SECCOMP_PROFILE, rootPath: rootfs }
-            : { annotations: CRUN_SECCOMP, rootPath: rootfs },
+          {
+            rootPath: rootfs,
+            processArgs: underSandboxInit(request.commandArgs, 3, 4),
+            ...(runtime === 'runc' ? { cgroupsPath: build.cgroupName, seccomp: SECCOMP_PROFILE } : { annotations: CRUN_SECCOMP }),
+          },
         );
         // A few tiny files and directories: synchronous calls cost less than trips through the thread pool.
         const rootfsMountPoints = new Map<string, boolean>();
@@ -131,6 +136,7 @@ class OciDriver {
           throw error;
         }
         return {
+          inputFds: [sandboxInitProgram()],
           // runc is asked to kill its container, then the default stop (kill the command's process group and every
           // process in the build's cgroups) follows; that default alone reaches a crun container.
           ...(runtime === 'runc' ? { stop: () => runQuietly(binary, ['kill', '--all', id, 'KILL']) } : {}),

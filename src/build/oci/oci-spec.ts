@@ -69,6 +69,8 @@ export interface OciSpecOptions {
   readonly annotations?: Record<string, string>;
   /** The root file system: absolute, or relative to the bundle; default `rootfs`. */
   readonly rootPath?: string;
+  /** The process's argv, when it is not the request's command itself (a program that runs it); default `command_args`. */
+  readonly processArgs?: readonly string[];
 }
 
 /** Mounts that go on top of the root file system, in order (every destination needs a mount point). */
@@ -110,7 +112,7 @@ export function ociSpec(request: BuildRequest, layout: SandboxLayout, ids: OciId
     process: {
       terminal: false,
       user: { uid: SANDBOX_UID, gid: SANDBOX_GID, additionalGids: [] },
-      args: [...request.commandArgs],
+      args: [...(options.processArgs ?? request.commandArgs)],
       env: sandboxEnvironment(request).map(({ key, value }, i) => `${key}=${utf8(value, `environment_vars[${i}].value`)}`),
       cwd: `/${request.workingDir}`,
       capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },

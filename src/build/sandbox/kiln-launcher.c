@@ -15,14 +15,19 @@
  *   request: u32 id, i32 uid (-1: keep), i32 gid (-1: keep),
  *            u32 n + n strings: cgroup `tasks` files the child writes "0" to,
  *            u32 n + n strings: argv (argv[0] looked up on PATH without a /),
- *            u32 n + n strings: contents of fds 3, 4, … (memfds at offset 0)
+ *            u32 n + n strings: contents of fds 3, 4, … (memfds at offset 0),
+ *            u32 status: 1 gives the child a pipe at the fd after those,
+ *              for kiln-sandbox-init to write the build command's wait
+ *              status to (0: none)
  *            where a string is u32 length + bytes.
  *   event:   u32 id, u8 kind, then by kind:
  *            0 started: i32 pid, once the child has exec'd or died (it leads
  *              a new session and group and is in its cgroups by then)
  *            1 stdout / 2 stderr: the bytes read
- *            3 exited: i32 exit code (-1 when killed), i32 signal (0: none);
- *              sent once the child is reaped and both its pipes are closed
+ *            3 exited: i32 exit code (-1 when killed), i32 signal (0: none),
+ *              i32 1 when a wait status came through the status pipe (else
+ *              0), i32 that status; sent once the child is reaped and its
+ *              stdout and stderr are closed
  *            4 failed: a message; the child never started, no exited follows
  *
  * A child that cannot join its cgroups exits 125, one that cannot drop to
@@ -62,6 +67,7 @@ struct child {
   int err;
   int reaped;
   int status;
+  int report; /* read end of the status pipe (non-blocking), or -1 */
 };
 
 static struct child *children;
@@ -170,8 +176,8 @@ static void child_fail(int code, const char *what, const char *detail) {
   _exit(code);
 }
 
-static void run_child(int out, int err, int *fds, uint32_t fd_count, char **tasks, uint32_t task_count, int uid, int gid,
-                      char **argv) {
+static void run_child(int out, int err, int *fds, uint32_t fd_count, int report, char **tasks, uint32_t task_count, int uid,
+                      int gid, char **argv) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
@@ -184,11 +190,14 @@ static void run_child(int out, int err, int *fds, uint32_t fd_count, char **task
   int moved_err = fcntl(err, F_DUPFD_CLOEXEC, high);
   int moved_null = fcntl(devnull, F_DUPFD_CLOEXEC, high);
   for (uint32_t i = 0; i < fd_count; i++) fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, high);
+  int moved_report = report >= 0 ? fcntl(report, F_DUPFD_CLOEXEC, high) : -1;
   if (moved_out < 0 || moved_err < 0 || moved_null < 0) _exit(125);
   if (dup2(moved_null, 0) < 0 || dup2(moved_out, 1) < 0 || dup2(moved_err, 2) < 0) _exit(125);
   for (uint32_t i = 0; i < fd_count; i++)
     if (fds[i] < 0 || dup2(fds[i], 3 + (int)i) < 0) child_fail(125, "cannot pass fd", "");
-  close_fds_from(3 + (int)fd_count);
+  int passed = 3 + (int)fd_count;
+  if (report >= 0 && (moved_report < 0 || dup2(moved_report, passed++) < 0)) child_fail(125, "cannot pass the status pipe", "");
+  close_fds_from(passed);
   for (uint32_t i = 0; i < task_count; i++) {
     int fd = open(tasks[i], O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write(fd, "0", 1) != 1) child_fail(125, "cannot join cgroup", tasks[i]);
@@ -234,7 +243,8 @@ static void start(const unsigned char *body, uint32_t size) {
   char **tasks = take_strings(&c, &task_count, &task_lengths);
   char **argv = c.bad ? NULL : take_strings(&c, &argc, &arg_lengths);
   char **contents = c.bad ? NULL : take_strings(&c, &fd_count, &fd_lengths);
-  int out[2] = {-1, -1}, err[2] = {-1, -1}, execed[2] = {-1, -1};
+  int wants_report = c.bad ? 0 : (int)take_u32(&c);
+  int out[2] = {-1, -1}, err[2] = {-1, -1}, execed[2] = {-1, -1}, report[2] = {-1, -1};
   int *fds = calloc(fd_count + 1, sizeof *fds);
   for (uint32_t i = 0; i < fd_count; i++) fds[i] = -1;
   if (c.bad || argc == 0) {
@@ -248,7 +258,8 @@ static void start(const unsigned char *body, uint32_t size) {
       goto done;
     }
   }
-  if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(execed, O_CLOEXEC) < 0) {
+  if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(execed, O_CLOEXEC) < 0 ||
+      (wants_report && pipe2(report, O_CLOEXEC | O_NONBLOCK) < 0)) {
     emit_failed(id, "pipe: %s", strerror(errno));
     goto done;
   }
@@ -257,7 +268,7 @@ static void start(const unsigned char *body, uint32_t size) {
     emit_failed(id, "fork: %s", strerror(errno));
     goto done;
   }
-  if (pid == 0) run_child(out[1], err[1], fds, fd_count, tasks, task_count, uid, gid, argv);
+  if (pid == 0) run_child(out[1], err[1], fds, fd_count, report[1], tasks, task_count, uid, gid, argv);
   /* The write end closes when the child execs or exits: until then it may not be in its session or cgroups yet. */
   close(execed[1]);
   execed[1] = -1;
@@ -268,8 +279,8 @@ static void start(const unsigned char *body, uint32_t size) {
     child_capacity = child_capacity ? child_capacity * 2 : 16;
     children = realloc(children, child_capacity * sizeof *children);
   }
-  children[child_count++] = (struct child){id, pid, out[0], err[0], 0, 0};
-  out[0] = err[0] = -1;
+  children[child_count++] = (struct child){id, pid, out[0], err[0], 0, 0, report[0]};
+  out[0] = err[0] = report[0] = -1;
   int32_t started = pid;
   emit(id, EV_STARTED, &started, 4);
 done:
@@ -277,6 +288,7 @@ done:
     if (out[i] >= 0) close(out[i]);
     if (err[i] >= 0) close(err[i]);
     if (execed[i] >= 0) close(execed[i]);
+    if (report[i] >= 0) close(report[i]);
   }
   for (uint32_t i = 0; i < fd_count; i++)
     if (fds[i] >= 0) close(fds[i]);
@@ -291,9 +303,19 @@ done:
 static void finish_if_done(size_t i) {
   struct child *ch = &children[i];
   if (!ch->reaped || ch->out >= 0 || ch->err >= 0) return;
-  int32_t result[2] = {-1, 0};
+  int32_t result[4] = {-1, 0, 0, 0};
   if (WIFEXITED(ch->status)) result[0] = WEXITSTATUS(ch->status);
   else if (WIFSIGNALED(ch->status)) result[1] = WTERMSIG(ch->status);
+  if (ch->report >= 0) {
+    /* Written before the sandbox's init exited, so before the child (its runtime) could be reaped. */
+    int32_t reported[2];
+    ssize_t n = read(ch->report, reported, sizeof reported);
+    if (n == 4) {
+      result[2] = 1;
+      result[3] = reported[0];
+    }
+    close(ch->report);
+  }
   emit(ch->id, EV_EXITED, result, sizeof result);
   children[i] = children[--child_count];
 }

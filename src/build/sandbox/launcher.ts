@@ -4,20 +4,13 @@
  * a fork of a large Node process costs milliseconds per build and grows
  * with the heap, the helper's does not. One helper serves the whole
  * process; it is compiled from its source on first use when the compiled
- * copy is missing or older (`scripts/build.sh` compiles it ahead).
+ * copy is missing or older (native-programs.ts; `scripts/build.sh` compiles
+ * it ahead).
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { constants } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { BuildError } from '../errors.js';
-import { findExecutable } from './find-executable.js';
-
-/** The package root: this module is src/build/sandbox/launcher.ts or dist/build/sandbox/launcher.js. */
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-export const LAUNCHER_SOURCE = join(ROOT, 'src/build/sandbox/kiln-launcher.c');
-export const LAUNCHER_BINARY = join(ROOT, 'dist/native/kiln-launcher');
+import { KILN_LAUNCHER, nativeProgram } from './native-programs.js';
 
 export interface LaunchOptions {
   readonly argv: readonly string[];
@@ -28,13 +21,24 @@ export interface LaunchOptions {
   readonly joinCgroups?: readonly string[];
   /** Contents of the process's fds 3, 4, … (readable from offset 0). */
   readonly inputFds?: readonly Uint8Array[];
+  /**
+   * Gives the process a pipe at the fd after `inputFds` (3 + their count)
+   * for kiln-sandbox-init to write its command's wait status to: `exited`
+   * then holds it as `reported`.
+   */
+  readonly statusPipe?: boolean;
   /** Receives the process's output as it comes, in order per stream. */
   readonly onOutput?: (stream: 'stdout' | 'stderr', data: Buffer) => void;
 }
 
-export interface LaunchResult {
+export interface ExitStatus {
   readonly code: number | null;
   readonly signal: NodeJS.Signals | null;
+}
+
+export interface LaunchResult extends ExitStatus {
+  /** How the command under kiln-sandbox-init ended, as it wrote to the status pipe; undefined when it wrote nothing. */
+  readonly reported?: ExitStatus;
 }
 
 export interface Launched {
@@ -56,13 +60,20 @@ interface Pending {
 }
 
 const signalNames = new Map(Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]));
+const signalName = (signal: number): NodeJS.Signals => signalNames.get(signal) ?? 'SIGKILL';
+
+/** A raw wait status (Linux layout): exited with `(status >> 8) & 0xff`, or killed by signal `status & 0x7f`. */
+function waitStatus(status: number): ExitStatus {
+  const signal = status & 0x7f;
+  return signal === 0 ? { code: (status >> 8) & 0xff, signal: null } : { code: null, signal: signalName(signal) };
+}
 
 export class Launcher {
   static #shared: Launcher | undefined;
 
   /** The process's one launcher, started on first use. */
   static shared(): Launcher {
-    if (!Launcher.#shared || Launcher.#shared.#gone) Launcher.#shared = new Launcher(launcherBinary());
+    if (!Launcher.#shared || Launcher.#shared.#gone) Launcher.#shared = new Launcher(nativeProgram(KILN_LAUNCHER));
     return Launcher.#shared;
   }
 
@@ -138,8 +149,13 @@ export class Launcher {
       case EVENT.exited: {
         const code = payload.readInt32LE(0);
         const signal = payload.readInt32LE(4);
+        const reported = payload.readInt32LE(8) === 1 ? waitStatus(payload.readInt32LE(12)) : undefined;
         this.#pending.delete(id);
-        pending.resolveExit?.({ code: code < 0 ? null : code, signal: signal ? (signalNames.get(signal) ?? 'SIGKILL') : null });
+        pending.resolveExit?.({
+          code: code < 0 ? null : code,
+          signal: signal ? signalName(signal) : null,
+          ...(reported ? { reported } : {}),
+        });
         this.#updateRef();
         break;
       }
@@ -184,38 +200,8 @@ function encodeRequest(id: number, options: LaunchOptions): Buffer {
   strings(options.joinCgroups ?? []);
   strings(options.argv);
   strings(options.inputFds ?? []);
+  u32(options.statusPipe ? 1 : 0);
   const message = Buffer.concat(parts);
   message.writeUInt32LE(message.byteLength - 4, 0);
   return message;
-}
-
-/** The compiled launcher, compiled now when it is missing or older than its source. */
-export function launcherBinary(): string {
-  const built = statSync(LAUNCHER_BINARY, { throwIfNoEntry: false });
-  const source = statSync(LAUNCHER_SOURCE, { throwIfNoEntry: false });
-  if (built && (!source || built.mtimeMs >= source.mtimeMs)) return LAUNCHER_BINARY;
-  if (!source)
-    throw new BuildError(
-      'SANDBOX_UNAVAILABLE',
-      `kiln-launcher is neither built (${LAUNCHER_BINARY}) nor at hand to build (${LAUNCHER_SOURCE})`,
-    );
-  compileLauncher();
-  return LAUNCHER_BINARY;
-}
-
-/** Compiles kiln-launcher.c with the system's C compiler (atomically: concurrent compiles each rename a whole file). */
-export function compileLauncher(): void {
-  const cc = findExecutable('cc') ?? findExecutable('gcc');
-  if (!cc) throw new BuildError('SANDBOX_UNAVAILABLE', 'building kiln-launcher needs a C compiler (`cc`; Debian: apt-get install gcc)');
-  mkdirSync(dirname(LAUNCHER_BINARY), { recursive: true });
-  const temporary = `${LAUNCHER_BINARY}.${process.pid}.tmp`;
-  try {
-    execFileSync(cc, ['-O2', '-Wall', '-o', temporary, LAUNCHER_SOURCE], { stdio: ['ignore', 'ignore', 'pipe'] });
-    renameSync(temporary, LAUNCHER_BINARY);
-  } catch (error) {
-    const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
-    throw new BuildError('SANDBOX_UNAVAILABLE', `cannot compile kiln-launcher: ${stderr || (error as Error).message}`);
-  } finally {
-    if (existsSync(temporary)) rmSync(temporary, { force: true });
-  }
 }

@@ -31,6 +31,7 @@ import { BuildCgroup, cgroupV1Unavailable } from './cgroup-v1.js';
 import { InputsCache } from './inputs-cache.js';
 import { type Launched, Launcher } from './launcher.js';
 import { LogTail } from './log-tail.js';
+import { commandExit } from './sandbox-init.js';
 import { emptyScratchDirs, hostPathOf, prepareSandboxLayout, type SandboxLayout } from './sandbox-layout.js';
 import { TimeLimits } from './time-limits.js';
 
@@ -84,6 +85,13 @@ export interface SandboxCommand {
   readonly argv: readonly string[];
   /** Run it as the build user (bwrap), or as root (an OCI runtime that maps ids itself). */
   readonly asBuildUser: boolean;
+  /**
+   * The sandbox runs the build's command under kiln-sandbox-init, which
+   * writes how it ended to a status pipe the command gets at the fd after
+   * its `inputFds`: death by a signal is then told apart from an exit status
+   * of 128+n.
+   */
+  readonly reportsStatus?: boolean;
   /**
    * The command puts the sandbox in the build's cgroups (or below them)
    * itself before anything of the build runs, as runc does given
@@ -169,6 +177,7 @@ export class LocalSandboxBuildService implements BuildService {
         ...(command.asBuildUser ? { uid, gid: uid } : {}),
         joinCgroups: command.placesInCgroups ? [] : cgroup.tasksFiles,
         inputFds: launch.inputFds ?? [],
+        statusPipe: command.reportsStatus === true,
         onOutput(stream, data) {
           events.push({ type: 'log', stream, offset: offsets[stream], data });
           offsets[stream] += data.byteLength;
@@ -196,7 +205,7 @@ export class LocalSandboxBuildService implements BuildService {
         sampler.stop();
       }
       signal?.throwIfAborted();
-      const result = await exited;
+      const result = commandExit(await exited);
       await cgroup.killAll();
       const wallTimeMs = performance.now() - started;
       const usage = await cgroup.stats();

@@ -332,6 +332,34 @@ export function sandboxConformance(name: string, options: SandboxConformanceOpti
         assert.match(failed.logTail, /about to fail/);
       });
 
+      it('tells a command killed by a signal from one exiting with 128 + that signal', async () => {
+        const killed = await fails(request(`${BB} echo about to die; ${BB} kill -9 $$`), 'signal');
+        assert.equal(killed.signal, 'SIGKILL');
+        assert.equal(killed.exitCode, undefined);
+        assert.equal(killed.message, 'the build was killed by SIGKILL');
+        assert.match(killed.logTail, /about to die/);
+        const segv = await fails(request(`${BB} kill -SEGV $$`), 'signal');
+        assert.equal(segv.signal, 'SIGSEGV');
+        const exited = await fails(request('exit 137'), 'exit-code');
+        assert.equal(exited.exitCode, 137);
+        assert.equal(exited.signal, undefined);
+        assert.equal(exited.message, 'the build exited with status 137');
+      });
+
+      it('runs a command named without a slash from PATH, and fails with status 127 naming one it cannot run', async () => {
+        const environmentVars = request('').environmentVars.map((v) =>
+          v.key === 'PATH' ? { key: 'PATH', value: encoder.encode(`/nowhere:/nix/store/${INPUT}`) } : v,
+        );
+        const events = await run(
+          request('', { commandArgs: ['busybox', 'sh', '-c', 'busybox echo found on PATH; busybox echo done > $out'], environmentVars }),
+        );
+        assert.equal(events.at(-1)?.type, 'finished', logOf(events));
+        assert.equal(logOf(events, 'stdout'), 'found on PATH\n');
+        const failed = await fails(request('', { commandArgs: ['no-such-builder'] }), 'exit-code');
+        assert.equal(failed.exitCode, 127);
+        assert.match(failed.logTail, /no-such-builder/);
+      });
+
       it('fails naming a missing output', async () => {
         const failed = await fails(request('true'), 'output-missing');
         assert.match(failed.message, /nix\/store\/out/);
