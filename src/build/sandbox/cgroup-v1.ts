@@ -12,7 +12,7 @@
  * counters of the whole subtree: a runtime that nests must keep its cgroup
  * until the stats are read.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = '/sys/fs/cgroup';
@@ -124,9 +124,10 @@ export class BuildCgroup {
     await this.killAll();
     for (const top of Object.values(this.#dirs)) {
       for (const dir of subtree(top).reverse()) {
-        for (let attempt = 0; attempt < 50 && existsSync(dir); attempt++) {
+        for (let attempt = 0; attempt < 50; attempt++) {
           try {
             rmdirSync(dir);
+            break;
           } catch (error) {
             const code = (error as NodeJS.ErrnoException).code;
             if (code === 'ENOENT') break;
@@ -139,14 +140,23 @@ export class BuildCgroup {
   }
 }
 
-/** `dir` and every cgroup below it, parents before children. */
+/**
+ * `dir` and every cgroup below it, parents before children (none when `dir`
+ * is gone). A cgroup directory's link count is 2 plus its child cgroups, so
+ * one without children (a build's, unless its runtime nests) is known
+ * without listing its dozens of control files.
+ */
 function subtree(dir: string): string[] {
-  const dirs = [dir];
-  for (let i = 0; i < dirs.length; i++) {
+  const dirs: string[] = [];
+  const visit = (path: string) => {
+    const links = statSync(path, { throwIfNoEntry: false })?.nlink;
+    if (links === undefined) return;
+    dirs.push(path);
+    if (links <= 2) return;
     try {
-      for (const entry of readdirSync(dirs[i] as string, { withFileTypes: true }))
-        if (entry.isDirectory()) dirs.push(join(dirs[i] as string, entry.name));
+      for (const entry of readdirSync(path, { withFileTypes: true })) if (entry.isDirectory()) visit(join(path, entry.name));
     } catch {}
-  }
-  return existsSync(dir) ? dirs : [];
+  };
+  visit(dir);
+  return dirs;
 }

@@ -32,7 +32,7 @@ import { InputsCache } from './inputs-cache.js';
 import { type Launched, Launcher } from './launcher.js';
 import { LogTail } from './log-tail.js';
 import { commandExit } from './sandbox-init.js';
-import { emptyScratchDirs, hostPathOf, prepareSandboxLayout, type SandboxLayout } from './sandbox-layout.js';
+import { emptyScratchDirs, hostPathOf, prepareSandboxLayout, removeEntry, type SandboxLayout } from './sandbox-layout.js';
 import { TimeLimits } from './time-limits.js';
 
 /** Default parent of build roots and the inputs cache: build users must be able to traverse it. */
@@ -287,7 +287,7 @@ export class LocalSandboxBuildService implements BuildService {
       await Promise.all([
         Promise.all([scratchEmptied, cleaning ?? launch?.cleanup?.()]).finally(() => user?.release()),
         cgroup?.destroy(),
-        buildDir && fs.rm(buildDir, { recursive: true, force: true }),
+        buildDir && removeEntry(buildDir, true),
       ]);
       this.#release(slot);
     }

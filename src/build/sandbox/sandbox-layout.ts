@@ -182,10 +182,26 @@ export async function emptyScratchDirs(root: string): Promise<void> {
   }
   await Promise.all(
     dirs.map(async (dir) => {
-      const entries = await fs.readdir(join(root, dir)).catch(() => []);
-      await Promise.all(entries.map((entry) => fs.rm(join(root, dir, entry), { recursive: true, force: true })));
+      const entries = await fs.readdir(join(root, dir), { withFileTypes: true }).catch(() => []);
+      await Promise.all(entries.map((entry) => removeEntry(join(root, dir, entry.name), entry.isDirectory())));
     }),
   );
+}
+
+/**
+ * Removes a file or directory tree: the common cases (a file, an empty
+ * directory such as a mount point) with one call each, rather than `rm`'s
+ * checks before it.
+ */
+export async function removeEntry(path: string, isDirectory: boolean): Promise<void> {
+  try {
+    await (isDirectory ? fs.rmdir(path) : fs.unlink(path));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (!['ENOTEMPTY', 'EEXIST', 'EISDIR', 'ENOTDIR', 'EPERM'].includes(code ?? '')) throw error;
+    await fs.rm(path, { recursive: true, force: true });
+  }
 }
 
 /**
