@@ -39,9 +39,10 @@ function bwrapCommand(bwrap: string, { request }: SandboxBuild): SandboxCommand 
     });
   }
   return {
-    // bwrap reads its options (NUL-separated raw bytes) from fd 3 and the seccomp program from fd 4; the sandbox runs
-    // kiln-sandbox-init (fd 5), which runs the command and reports how it ended on the status pipe (fd 6).
-    argv: [bwrap, '--args', '3', '--seccomp', '4', '--', ...underSandboxInit(request.commandArgs, 5, 6)],
+    // bwrap reads its options (NUL-separated raw bytes) from fd 3 and the seccomp program from fd 4; the sandbox's
+    // PID 1 is kiln-sandbox-init (fd 5) instead of bwrap's own reaper: it runs the command, reaps orphans, and reports
+    // how the command ended on the status pipe (fd 6).
+    argv: [bwrap, '--args', '3', '--seccomp', '4', '--as-pid-1', '--', ...underSandboxInit(request.commandArgs, 5, 6)],
     asBuildUser: true,
     reportsStatus: true,
     async prepare(layout) {

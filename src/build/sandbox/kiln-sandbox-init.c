@@ -7,6 +7,8 @@
  *
  *   kiln-sandbox-init STATUS_FD COMMAND [ARG]...
  *
+ * It runs as the sandbox's PID 1 (bwrap's `--as-pid-1`; an OCI container's
+ * process), so it also reaps the orphans the command leaves while it runs.
  * It makes itself undumpable (the build's processes, running as the same
  * user, can then neither open its fds through /proc nor trace it), marks
  * STATUS_FD and every other fd above 2 close-on-exec, runs COMMAND with
@@ -199,9 +201,12 @@ __attribute__((noreturn, used)) void start_c(long *stack) {
     say_errno(-error);
     exit_with(127);
   }
+  /* As the sandbox's PID 1 it inherits every orphan: each is reaped as it ends (a zombie would hold one of the
+     build's pids) until the command itself ends; the kernel then kills what is left. */
   int status = 0;
   long waited;
-  do waited = sys6(SYS_wait4, pid, (long)&status, 0, 0, 0, 0); while (waited == -EINTR);
+  do waited = sys6(SYS_wait4, -1, (long)&status, 0, 0, 0, 0);
+  while (waited != pid && (waited > 0 || waited == -EINTR));
   if (waited != pid) exit_with(127);
   sys3(SYS_write, status_fd, (long)&status, sizeof status);
   int signal = status & 0x7f;

@@ -4,7 +4,8 @@
  * report signal n as status 128+n. The program reaches the sandbox as one
  * of the command's fds (a memfd the launcher makes) and runs as
  * `/proc/self/fd/N`, so it adds nothing to the sandbox's file system; it
- * writes the command's wait status to the launcher's status pipe.
+ * writes the command's wait status to the launcher's status pipe. It is
+ * meant to be the sandbox's PID 1 and reaps orphans as one.
  */
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';

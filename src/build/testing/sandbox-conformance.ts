@@ -440,6 +440,16 @@ export function sandboxConformance(name: string, options: SandboxConformanceOpti
         const events = await run(request(script), { service: make({ pidsLimit: 32 }) });
         assert.match(logOf(events), /can't fork|Resource temporarily unavailable|fork/i);
       });
+
+      it('reaps the orphans a build leaves as they end: no zombie is left holding a pid', async () => {
+        const script =
+          `i=0; while [ $i -lt 10 ]; do ( ${BB} true & ); i=$((i+1)); done; ` +
+          `for try in $(${BB} seq 1 40); do z=$(${BB} grep -l "^State:.*Z" /proc/[0-9]*/status 2>/dev/null | ${BB} wc -l); ` +
+          `[ "$z" = 0 ] && break; ${BB} sleep 0.05; done; echo "zombies $z"; echo done > $out`;
+        const events = await run(request(script));
+        assert.equal(events.at(-1)?.type, 'finished', logOf(events));
+        assert.equal(logOf(events, 'stdout'), 'zombies 0\n');
+      });
     });
 
     describe('escapes are contained', () => {
