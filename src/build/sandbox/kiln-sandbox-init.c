@@ -115,8 +115,22 @@ static size_t length(const char *s) {
 
 static void say(const char *s) { sys3(SYS_write, 2, (long)s, (long)length(s)); }
 
-/* ": errno N" and a newline. */
+/* ": " and what an exec error means (as strerror puts it), or its number; then a newline. */
 static void say_errno(long error) {
+  static const struct {
+    long number;
+    const char *text;
+  } known[] = {{2, "No such file or directory"}, {7, "Argument list too long"}, {8, "Exec format error"},
+               {12, "Cannot allocate memory"},   {13, "Permission denied"},       {20, "Not a directory"},
+               {21, "Is a directory"},           {26, "Text file busy"},          {36, "File name too long"},
+               {40, "Too many levels of symbolic links"}};
+  for (unsigned i = 0; i < sizeof known / sizeof known[0]; i++) {
+    if (known[i].number != error) continue;
+    say(": ");
+    say(known[i].text);
+    say("\n");
+    return;
+  }
   char text[32];
   int at = sizeof text;
   text[--at] = 0;

@@ -39,7 +39,7 @@ describe('kiln-sandbox-init', () => {
   it('exits 127 naming a command it cannot run', async () => {
     const result = await underInit(['no-such-command-anywhere']);
     assert.deepEqual([result.code, result.reported], [127, { code: 127, signal: null }]);
-    assert.match(result.stderr, /kiln-sandbox-init: cannot run no-such-command-anywhere: errno 2/);
+    assert.match(result.stderr, /kiln-sandbox-init: cannot run no-such-command-anywhere: No such file or directory\n/);
     const usage = await underInit([]);
     assert.equal(usage.code, 127);
     assert.match(usage.stderr, /usage: kiln-sandbox-init STATUS_FD COMMAND/);
