@@ -11,7 +11,7 @@ import {
   type SandboxBuild,
   type SandboxCommand,
 } from '../sandbox/local-sandbox-service.js';
-import { sandboxInitProgram, underSandboxInit } from '../sandbox/sandbox-init.js';
+import { underSandboxInit, withSandboxInit } from '../sandbox/sandbox-init.js';
 import { seccompBpfProgram } from '../sandbox/seccomp.js';
 import { bwrapArgs } from './bwrap-args.js';
 
@@ -42,14 +42,12 @@ function bwrapCommand(bwrap: string, { request }: SandboxBuild): SandboxCommand 
     // bwrap reads its options (NUL-separated raw bytes) from fd 3 and the seccomp program from fd 4; the sandbox's
     // PID 1 is kiln-sandbox-init (fd 5) instead of bwrap's own reaper: it runs the command, reaps orphans, and reports
     // how the command ended on the status pipe (fd 6).
-    argv: [bwrap, '--args', '3', '--seccomp', '4', '--as-pid-1', '--', ...underSandboxInit(request.commandArgs, 5, 6)],
+    argv: [bwrap, '--args', '3', '--seccomp', '4', '--as-pid-1', '--', ...underSandboxInit(request.commandArgs, 2)],
     asBuildUser: true,
     reportsStatus: true,
     async prepare(layout) {
       const options = bwrapArgs(request, layout).options;
-      return {
-        inputFds: [Buffer.concat(options.flatMap((a) => [Buffer.from(a), Buffer.of(0)])), SECCOMP_PROGRAM, sandboxInitProgram()],
-      };
+      return { inputFds: withSandboxInit([Buffer.concat(options.flatMap((a) => [Buffer.from(a), Buffer.of(0)])), SECCOMP_PROGRAM]) };
     },
   };
 }

@@ -27,7 +27,7 @@ import {
   type SandboxBuild,
   type SandboxCommand,
 } from '../sandbox/local-sandbox-service.js';
-import { sandboxInitProgram, underSandboxInit } from '../sandbox/sandbox-init.js';
+import { SANDBOX_INIT_FDS, underSandboxInit, withSandboxInit } from '../sandbox/sandbox-init.js';
 import { hostPathOf, type SandboxLayout } from '../sandbox/sandbox-layout.js';
 import { ociSeccompProfile, seccompBpfProgram } from '../sandbox/seccomp.js';
 import { ociSpec } from './oci-spec.js';
@@ -54,6 +54,8 @@ export const ROOT_UID_OFFSET = 10_000;
  */
 const SECCOMP_PROFILE = ociSeccompProfile();
 const CRUN_SECCOMP = { 'run.oci.seccomp_bpf_data': seccompBpfProgram().toString('base64') };
+/** The fds the runtime passes to the container's process: kiln-sandbox-init's (the runtime reads none of its own). */
+const PRESERVED_FDS = String(SANDBOX_INIT_FDS);
 
 const CRUN_PRELUDE = '{ ! mountpoint -q /sys/fs/cgroup/unified || umount /sys/fs/cgroup/unified; } && exec "$@"';
 
@@ -98,11 +100,11 @@ class OciDriver {
     const binary = this.#binary;
     const options = this.#options;
     return {
-      // The container's process is kiln-sandbox-init (fd 3) running the command; its status pipe is fd 4.
+      // The container's process is kiln-sandbox-init running the command (its program at fd 3, its status pipe fd 4).
       argv:
         runtime === 'crun'
-          ? withoutHybridCgroups([binary, '--cgroup-manager=disabled', 'run', '--preserve-fds', '2', '--bundle', bundle, id])
-          : [binary, 'run', '--keep', '--preserve-fds', '2', '--bundle', bundle, id],
+          ? withoutHybridCgroups([binary, '--cgroup-manager=disabled', 'run', '--preserve-fds', PRESERVED_FDS, '--bundle', bundle, id])
+          : [binary, 'run', '--keep', '--preserve-fds', PRESERVED_FDS, '--bundle', bundle, id],
       asBuildUser: false,
       reportsStatus: true,
       placesInCgroups: runtime === 'runc',
@@ -113,7 +115,7 @@ class OciDriver {
           { buildUid, rootUid: buildUid + (options.rootUidOffset ?? ROOT_UID_OFFSET) },
           {
             rootPath: rootfs,
-            processArgs: underSandboxInit(request.commandArgs, 3, 4),
+            processArgs: underSandboxInit(request.commandArgs, 0),
             ...(runtime === 'runc' ? { cgroupsPath: build.cgroupName, seccomp: SECCOMP_PROFILE } : { annotations: CRUN_SECCOMP }),
           },
         );
@@ -136,7 +138,7 @@ class OciDriver {
           throw error;
         }
         return {
-          inputFds: [sandboxInitProgram()],
+          inputFds: withSandboxInit([]),
           // runc is asked to kill its container, then the default stop (kill the command's process group and every
           // process in the build's cgroups) follows; that default alone reaches a crun container.
           ...(runtime === 'runc' ? { stop: () => runQuietly(binary, ['kill', '--all', id, 'KILL']) } : {}),

@@ -15,17 +15,30 @@ import { KILN_SANDBOX_INIT, nativeProgram } from './native-programs.js';
 let program: Uint8Array | undefined;
 
 /** The program's bytes, compiled first when missing or stale. */
-export function sandboxInitProgram(): Uint8Array {
+function sandboxInitProgram(): Uint8Array {
   program ??= readFileSync(nativeProgram(KILN_SANDBOX_INIT));
   return program;
 }
 
+/** The fds the init takes after a runtime's own: its program and the status pipe. */
+export const SANDBOX_INIT_FDS = 2;
+
+/**
+ * The command's fds 3, 4, …: the runtime's own (`runtimeFds`), then the
+ * init's program; the launcher's status pipe comes right after them.
+ */
+export function withSandboxInit(runtimeFds: readonly Uint8Array[]): Uint8Array[] {
+  return [...runtimeFds, sandboxInitProgram()];
+}
+
 /**
  * The argv that runs `commandArgs` under the init, as seen inside the
- * sandbox: the program at fd `programFd`, the status pipe at `statusFd`.
+ * sandbox, when the runtime reads `runtimeFdCount` fds of its own: the
+ * program and the status pipe are the two after those (`withSandboxInit`).
  */
-export function underSandboxInit(commandArgs: readonly string[], programFd: number, statusFd: number): string[] {
-  return [`/proc/self/fd/${programFd}`, String(statusFd), ...commandArgs];
+export function underSandboxInit(commandArgs: readonly string[], runtimeFdCount: number): string[] {
+  const programFd = 3 + runtimeFdCount;
+  return [`/proc/self/fd/${programFd}`, String(programFd + 1), ...commandArgs];
 }
 
 /**
