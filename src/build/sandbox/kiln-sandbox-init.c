@@ -31,14 +31,12 @@ typedef long ssize_t;
 
 #if defined(__x86_64__)
 #define SYS_write 1
-#define SYS_close 3
 #define SYS_clone 56
 #define SYS_execve 59
 #define SYS_wait4 61
 #define SYS_fcntl 72
 #define SYS_prctl 157
 #define SYS_exit_group 231
-#define SYS_close_range 436
 
 static long sys6(long n, long a, long b, long c, long d, long e, long f) {
   register long r10 __asm__("r10") = d;
@@ -59,14 +57,12 @@ __asm__(".text\n"
         "  hlt\n");
 #elif defined(__aarch64__)
 #define SYS_write 64
-#define SYS_close 57
 #define SYS_clone 220
 #define SYS_execve 221
 #define SYS_wait4 260
 #define SYS_fcntl 25
 #define SYS_prctl 167
 #define SYS_exit_group 94
-#define SYS_close_range 436
 
 static long sys6(long n, long a, long b, long c, long d, long e, long f) {
   register long x8 __asm__("x8") = n;
@@ -91,6 +87,7 @@ __asm__(".text\n"
 #error "kiln-sandbox-init supports x86_64 and aarch64"
 #endif
 
+#define SYS_close_range 436 /* the same number on every architecture */
 #define SIGCHLD 17
 #define F_SETFD 2
 #define FD_CLOEXEC 1
