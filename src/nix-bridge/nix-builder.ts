@@ -209,7 +209,7 @@ export class NixBuilder {
       for (let path = queue.pop(); path !== undefined; path = queue.pop()) {
         if (closure.has(path) || visiting.has(path)) continue;
         visiting.add(path);
-        const info = this.#known.get(path) ?? (await this.#pathInfo(path)) ?? (await this.#importSource(path, signal));
+        const info = (await this.#pathInfo(path)) ?? (await this.#importSource(path, signal));
         closure.set(path, info);
         for (const ref of info.references) if (!closure.has(ref) && !visiting.has(ref)) queue.push(ref);
       }

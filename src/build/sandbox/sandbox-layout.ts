@@ -163,7 +163,7 @@ function keptScratchDirs(root: string, count: number, owner: { uid: number; gid:
 }
 
 /** Removes what `dir` holds, keeping `dir` itself (ENOENT when there is no such directory). */
-export function emptyDirectory(dir: string): void {
+function emptyDirectory(dir: string): void {
   for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true });
 }
 
