@@ -131,23 +131,3 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
     return exitStatusFor(error);
   }
 }
-
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/cli/main.ts')) {
-  // The first SIGINT/SIGTERM aborts the command, which then cleans up (a
-  // build's sandbox is killed and removed within about a second); later ones
-  // are ignored so a second Ctrl-C cannot leave a sandbox behind.
-  const controller = new AbortController();
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(sig, () => {
-      if (controller.signal.aborted) process.stderr.write(`kiln: ${sig} again: still cleaning up\n`);
-      else controller.abort(new Error(`received ${sig}`));
-    });
-  }
-  const status = await main(process.argv.slice(2), {
-    stdout: process.stdout,
-    stderr: process.stderr,
-    env: process.env,
-    signal: controller.signal,
-  });
-  process.exitCode = status;
-}
