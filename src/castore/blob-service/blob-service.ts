@@ -97,6 +97,21 @@ export interface LocalFileIngest {
   putFile(path: string | Buffer, options?: PutFileOptions): Promise<BlobPutResult>;
 }
 
+/**
+ * Optional capability of stores that can answer `has` on the calling thread:
+ * `presenceCheck()` returns a synchronous check for one bulk operation (an
+ * import) asking about many digests. A `true` answer means the blob was
+ * stored when the check, or a listing it took, looked; blobs stored later
+ * are still seen.
+ */
+export interface SyncBlobPresence {
+  presenceCheck(): (digest: B3Digest) => boolean;
+}
+
+export function hasSyncBlobPresence<T extends object>(service: T): service is T & SyncBlobPresence {
+  return typeof (service as Partial<SyncBlobPresence>).presenceCheck === 'function';
+}
+
 export function hasLocalFileIngest<T extends object>(service: T): service is T & LocalFileIngest {
   return typeof (service as Partial<LocalFileIngest>).putFile === 'function';
 }

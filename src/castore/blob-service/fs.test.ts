@@ -129,6 +129,31 @@ describe('FsBlobService on disk', () => {
     assert.equal((await fs.stat(path)).mode & 0o777, 0o444);
     assert.equal(await service.localBlobPath(B3Digest.fromBytes(new Uint8Array(32))), undefined);
   });
+
+  it('presenceCheck lists a shard asked about often, and still sees blobs stored after the listing', async () => {
+    const service = await FsBlobService.open(await freshRoot());
+    const first = await service.put(new TextEncoder().encode('first'));
+    const shard = first.digest.toHex().slice(0, 2);
+    /** Bytes whose digest lands in the same shard as `first`. */
+    const sameShard = (label: string) => {
+      for (let i = 0; ; i++) {
+        const bytes = new TextEncoder().encode(`${label} ${i}`);
+        const digest = B3Digest.of(bytes);
+        if (digest.toHex().startsWith(shard)) return { bytes, digest };
+      }
+    };
+    const later = sameShard('later');
+    const missing = sameShard('missing');
+    const isStored = service.presenceCheck();
+    for (let i = 0; i < 8; i++) assert.equal(isStored(first.digest), true);
+    assert.equal(isStored(later.digest), false);
+    await service.put(later.bytes);
+    assert.equal(isStored(later.digest), true, 'a blob stored after the listing');
+    assert.equal(isStored(missing.digest), false);
+    await fs.rm(service.blobPath(first.digest), { force: true });
+    assert.equal(isStored(first.digest), true, 'answered from the listing, not the filesystem');
+    assert.equal(service.presenceCheck()(first.digest), false, 'a new check looks again');
+  });
 });
 
 /** Every name under `root`'s blobs/ and tmp/: what a failed or finished put may leave visible. */

@@ -13,7 +13,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readdirSync, statSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { AbortOptions } from '../../common/abort.js';
@@ -29,6 +29,7 @@ import type {
   LocalBlobFiles,
   LocalFileIngest,
   PutFileOptions,
+  SyncBlobPresence,
 } from './blob-service.js';
 import { type BlobWriter, createBlobWriter } from './fs-put-file.js';
 import { FilePutPool } from './fs-put-pool.js';
@@ -38,6 +39,11 @@ import { integrityError, verifiedStream } from './verify-stream.js';
 export const FS_READ_CHUNK_SIZE = 1 << 20;
 /** Buffers up to this size are stored with direct (synchronous) calls: microseconds, no thread-pool hops. */
 export const SYNC_PUT_MAX_BYTES = 1 << 20;
+/** `presenceCheck` lists a shard once asked about it this many times, and at least once per this many of its entries. */
+export const PRESENCE_LIST_MIN_QUESTIONS = 4;
+export const PRESENCE_LIST_RATIO = 16;
+/** A shard directory's size per entry, roughly (ext4: 64-hex names in 4 KiB blocks, about 50 per block). */
+const SHARD_DIRECTORY_BYTES_PER_ENTRY = 80;
 /** Default of `FsBlobServiceOptions.earlyWritebackBytes`. */
 export const EARLY_WRITEBACK_BYTES = 128 << 20;
 
@@ -53,7 +59,7 @@ export interface FsBlobServiceOptions {
   earlyWritebackBytes?: number;
 }
 
-export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileIngest {
+export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileIngest, SyncBlobPresence {
   readonly root: string;
   readonly #blobsDir: string;
   readonly #tmpDir: string;
@@ -102,7 +108,37 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
   /** The file holding `digest`, whether or not it exists. */
   blobPath(digest: B3Digest): string {
     const hex = digest.toHex();
-    return join(this.#blobsDir, hex.slice(0, 2), hex);
+    return `${this.#blobsDir}/${hex.slice(0, 2)}/${hex}`;
+  }
+
+  /**
+   * A check for one import's many `has` questions. It asks the filesystem
+   * once per digest until a shard has been asked about often enough that
+   * listing it costs less: roughly one question per `PRESENCE_LIST_RATIO`
+   * entries, estimated from the shard directory's size. After that, names in
+   * the listing are answered from memory (blobs are never removed), others
+   * still by the filesystem, so a blob stored meanwhile is seen.
+   */
+  presenceCheck(): (digest: B3Digest) => boolean {
+    const listings = new Map<string, Set<string>>();
+    const questions = new Map<string, number>();
+    return (digest) => {
+      const hex = digest.toHex();
+      const shard = hex.slice(0, 2);
+      const path = `${this.#blobsDir}/${shard}/${hex}`;
+      let listing = listings.get(shard);
+      if (!listing) {
+        const asked = (questions.get(shard) ?? 0) + 1;
+        questions.set(shard, asked);
+        if (asked < PRESENCE_LIST_MIN_QUESTIONS) return existsSync(path);
+        const shardDir = `${this.#blobsDir}/${shard}`;
+        const estimatedEntries = statSync(shardDir).size / SHARD_DIRECTORY_BYTES_PER_ENTRY;
+        if (asked * PRESENCE_LIST_RATIO < estimatedEntries) return existsSync(path);
+        listing = new Set(readdirSync(shardDir));
+        listings.set(shard, listing);
+      }
+      return listing.has(hex) || existsSync(path);
+    };
   }
 
   async localBlobPath(digest: B3Digest): Promise<string | undefined> {

@@ -19,7 +19,7 @@ import type { AbortOptions } from '../../common/abort.js';
 import { mapConcurrent } from '../../common/async-iterable.js';
 import { displayBytes } from '../../common/encoding.js';
 import { B3Digest } from '../b3-digest.js';
-import { type BlobService, hasLocalFileIngest } from '../blob-service/blob-service.js';
+import { type BlobService, hasLocalFileIngest, hasSyncBlobPresence } from '../blob-service/blob-service.js';
 import { CastoreError } from '../errors.js';
 import type { ReferenceScanner } from '../refscan.js';
 import type { FileDigestCache, FileIdentity } from './file-digest-cache.js';
@@ -269,11 +269,15 @@ class Walker {
   #bytes = 0;
   #cachedFiles = 0;
   readonly #io: SyncIoGovernor;
+  /** Confirms digest-cache hits: on this thread when the blob service can, else through `has`. */
+  readonly #isStored: (digest: B3Digest) => boolean | Promise<boolean>;
 
   constructor(options: WalkFilesystemOptions) {
     this.#options = options;
     this.#io = new SyncIoGovernor(options.io);
     this.putsByPath = !options.scanner && hasLocalFileIngest(options.blobService);
+    const { blobService, signal } = options;
+    this.#isStored = hasSyncBlobPresence(blobService) ? blobService.presenceCheck() : (digest) => blobService.has(digest, { signal });
   }
 
   async toEntry(item: TreeItem): Promise<IngestionEntry> {
@@ -303,7 +307,7 @@ class Walker {
     const known = cache?.lookup(identity);
     if (known) {
       const digest = B3Digest.fromBytes(known);
-      if (await blobService.has(digest, { signal })) {
+      if (await this.#isStored(digest)) {
         if (scanner && !scanner.complete) await this.#scanOnly(item.hostPath, size);
         this.#fileDone(size, true);
         return { type: 'file', path: item.names, digest, size, executable };
