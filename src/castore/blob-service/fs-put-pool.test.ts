@@ -14,16 +14,28 @@ after(async () => {
 });
 
 /** A store's directories (via FsBlobService.open) and a pool over them running `worker` (default: the real one). */
-async function poolWith(worker?: string): Promise<{ root: string; pool: FilePutPool }> {
+async function poolWith(worker?: string, inlinePutsBeforeWorkers = 0): Promise<{ root: string; pool: FilePutPool }> {
   const root = await fs.mkdtemp(join(tmpdir(), 'kiln-put-pool-'));
   roots.push(root);
   await FsBlobService.open(root);
   const workerUrl = worker === undefined ? undefined : new URL(`data:text/javascript,${encodeURIComponent(worker)}`);
-  const pool = new FilePutPool({ blobsDir: join(root, 'blobs'), tmpDir: join(root, 'tmp'), fsyncAlways: false, threads: 1, workerUrl });
+  const pool = new FilePutPool({
+    blobsDir: join(root, 'blobs'),
+    tmpDir: join(root, 'tmp'),
+    fsyncAlways: false,
+    threads: 1,
+    inlinePutsBeforeWorkers,
+    workerUrl,
+  });
   return { root, pool };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const exists = (path: string) =>
+  fs.access(path).then(
+    () => true,
+    () => false,
+  );
 
 describe('FilePutPool', () => {
   it('its worker stores batches and answers with digests, sizes and the errors Node raised', async () => {
@@ -45,6 +57,27 @@ describe('FilePutPool', () => {
     const tmp = await fs.readdir(join(root, 'tmp'));
     await pool.close();
     assert.deepEqual(tmp, []);
+  });
+
+  it('stores the first files inline and starts its worker only with the next one', async () => {
+    const marker = join(tmpdir(), `kiln-put-pool-started-${process.pid}`);
+    roots.push(marker);
+    const { root, pool } = await poolWith(
+      `import { writeFileSync } from 'node:fs';
+      import { parentPort } from 'node:worker_threads';
+      writeFileSync(${JSON.stringify(marker)}, '');
+      parentPort.postMessage({ ready: true });`,
+      3,
+    );
+    await fs.writeFile(join(root, 'f'), 'contents');
+    const path = Buffer.from(join(root, 'f'));
+    for (let i = 0; i < 3; i++) assert.equal((await pool.put(path, 8)).size, 8);
+    await sleep(300);
+    await assert.rejects(fs.access(marker), 'no worker after three puts');
+    assert.equal((await pool.put(path, 8)).size, 8, 'inline while the worker starts');
+    for (let waited = 0; waited < 5000 && !(await exists(marker)); waited += 50) await sleep(50);
+    assert.ok(await exists(marker), 'the fourth put started the worker');
+    await pool.close();
   });
 
   it('stores files inline when its worker cannot start', async () => {

@@ -8,9 +8,11 @@
  *
  * The workers are plain JavaScript started without the parent's loader flags
  * (`execArgv: []`): a worker that loads tsx takes half a second to start,
- * a plain one tens of milliseconds. Until the first worker is ready, and for
- * good if workers cannot run, files are stored inline on the calling thread.
- * Idle workers do not keep the process alive.
+ * a plain one tens of milliseconds. They start only once a pool has stored
+ * `INLINE_PUTS_BEFORE_WORKERS` files inline, so small imports pay for no
+ * thread. Until the first worker is ready, and for good if workers cannot
+ * run, files are stored inline on the calling thread. Idle workers do not
+ * keep the process alive.
  */
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
@@ -27,10 +29,19 @@ export const PUT_BATCH_BYTES = 8 << 20;
 const BATCHES_PER_WORKER = 2;
 /** Default thread count: one per core, at most this many (the disk is shared by all of them). */
 const MAX_DEFAULT_THREADS = 4;
+/**
+ * The first this many files are stored inline, and workers start only with
+ * the next: starting a worker takes tens of milliseconds (and `close` lets a
+ * starting worker finish before stopping it), more than a few small files
+ * take to store on the calling thread.
+ */
+export const INLINE_PUTS_BEFORE_WORKERS = 64;
 
 export interface FilePutPoolOptions extends Omit<FilePutterOptions, 'createHash' | 'tmpPrefix'> {
   /** Worker threads; 0 stores every file inline. Default: one per core, at most 4. */
   readonly threads?: number;
+  /** Files stored inline before the workers start; default `INLINE_PUTS_BEFORE_WORKERS`. */
+  readonly inlinePutsBeforeWorkers?: number;
   /** The worker script (tests substitute failing ones); default fs-put-worker.js. */
   readonly workerUrl?: URL;
 }
@@ -78,6 +89,7 @@ export class FilePutPool {
   readonly #workers: PutWorker[] = [];
   readonly #queue: Job[] = [];
   #inline: FilePutter | undefined;
+  #puts = 0;
   #pumpScheduled = false;
   #nextBatchId = 0;
   #inFlight = 0;
@@ -96,7 +108,10 @@ export class FilePutPool {
     if (this.#closed) return Promise.reject(new CastoreError('BACKEND_FAILURE', 'the blob service is closed'));
     signal?.throwIfAborted();
     if (this.#threads === 0 || this.#workersFailed) return this.#putInline(path, sizeHint);
-    if (this.#workers.length === 0) this.#startWorkers();
+    if (this.#workers.length === 0) {
+      if (++this.#puts <= (this.#options.inlinePutsBeforeWorkers ?? INLINE_PUTS_BEFORE_WORKERS)) return this.#putInline(path, sizeHint);
+      this.#startWorkers();
+    }
     if (this.#workersFailed) return this.#putInline(path, sizeHint);
     return new Promise((resolve, reject) => {
       this.#queue.push({ path, sizeHint, signal, resolve, reject });

@@ -78,7 +78,7 @@ describe('FsBlobService on disk', () => {
     await fs.truncate(big, 8 * 2 ** 30); // sparse: reads fast, and takes seconds to copy
     const script = `
       import { FsBlobService } from ${JSON.stringify(new URL('./fs.ts', import.meta.url).pathname)};
-      const service = await FsBlobService.open(${JSON.stringify(root)}, { putFileThreads: 1 });
+      const service = await FsBlobService.open(${JSON.stringify(root)}, { putFileThreads: 1, putFileInlineFirst: 0 });
       await service.putFile(${JSON.stringify(join(root, 'tmp'))}).catch(() => {}); // fails (a directory), but starts the worker
       await new Promise((resolve) => setTimeout(resolve, 1000));
       process.stdout.write('writing\\n');
@@ -174,7 +174,7 @@ for (const threads of [undefined, 0]) {
   describe(`FsBlobService.putFile (${threads === 0 ? 'inline' : 'worker threads'})`, () => {
     const open = async () => {
       const root = await freshRoot();
-      return { root, service: await FsBlobService.open(root, { putFileThreads: threads }) };
+      return { root, service: await FsBlobService.open(root, { putFileThreads: threads, putFileInlineFirst: 0 }) };
     };
 
     it('is advertised as LocalFileIngest and stores a file under the digest of its bytes, read-only', async () => {

@@ -52,6 +52,8 @@ export interface FsBlobServiceOptions {
   fsync?: 'always' | 'batch';
   /** Worker threads for `putFile`; 0 stores files on the calling thread. Default: one per core, at most 4. */
   putFileThreads?: number;
+  /** Files `putFile` stores on the calling thread before starting its workers; default `INLINE_PUTS_BEFORE_WORKERS` (64). */
+  putFileInlineFirst?: number;
   /**
    * In `'batch'` mode, a background `syncfs` starts each time this many bytes
    * were stored since the last one (default `EARLY_WRITEBACK_BYTES`; 0: never).
@@ -83,6 +85,7 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
       tmpDir: this.#tmpDir,
       fsyncAlways: this.#fsync === 'always',
       threads: options.putFileThreads,
+      inlinePutsBeforeWorkers: options.putFileInlineFirst,
     });
     this.#writeBlob = createBlobWriter({
       blobsDir: this.#blobsDir,
