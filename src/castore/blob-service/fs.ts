@@ -39,8 +39,9 @@ import { integrityError, verifiedStream } from './verify-stream.js';
 export const FS_READ_CHUNK_SIZE = 1 << 20;
 /** Buffers up to this size are stored with direct (synchronous) calls: microseconds, no thread-pool hops. */
 export const SYNC_PUT_MAX_BYTES = 1 << 20;
-/** `presenceCheck` lists a shard once asked about it this many times, and at least once per this many of its entries. */
+/** `presenceCheck` lists no shard before it was asked about it this many times. */
 export const PRESENCE_LIST_MIN_QUESTIONS = 4;
+/** `presenceCheck` lists a shard once it was asked about it once per this many of the shard's entries. */
 export const PRESENCE_LIST_RATIO = 16;
 /** A shard directory's size per entry, roughly (ext4: 64-hex names in 4 KiB blocks, about 50 per block). */
 const SHARD_DIRECTORY_BYTES_PER_ENTRY = 80;
@@ -125,6 +126,8 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
   presenceCheck(): (digest: B3Digest) => boolean {
     const listings = new Map<string, Set<string>>();
     const questions = new Map<string, number>();
+    /** Questions after which listing a shard pays, from its directory's size (one stat per shard). */
+    const listAfter = new Map<string, number>();
     return (digest) => {
       const hex = digest.toHex();
       const shard = hex.slice(0, 2);
@@ -135,8 +138,12 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
         questions.set(shard, asked);
         if (asked < PRESENCE_LIST_MIN_QUESTIONS) return existsSync(path);
         const shardDir = `${this.#blobsDir}/${shard}`;
-        const estimatedEntries = statSync(shardDir).size / SHARD_DIRECTORY_BYTES_PER_ENTRY;
-        if (asked * PRESENCE_LIST_RATIO < estimatedEntries) return existsSync(path);
+        let threshold = listAfter.get(shard);
+        if (threshold === undefined) {
+          threshold = statSync(shardDir).size / SHARD_DIRECTORY_BYTES_PER_ENTRY / PRESENCE_LIST_RATIO;
+          listAfter.set(shard, threshold);
+        }
+        if (asked < threshold) return existsSync(path);
         listing = new Set(readdirSync(shardDir));
         listings.set(shard, listing);
       }
