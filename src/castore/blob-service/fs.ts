@@ -131,23 +131,22 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
     return (digest) => {
       const hex = digest.toHex();
       const shard = hex.slice(0, 2);
-      const path = `${this.#blobsDir}/${shard}/${hex}`;
       let listing = listings.get(shard);
       if (!listing) {
         const asked = (questions.get(shard) ?? 0) + 1;
         questions.set(shard, asked);
-        if (asked < PRESENCE_LIST_MIN_QUESTIONS) return existsSync(path);
+        if (asked < PRESENCE_LIST_MIN_QUESTIONS) return existsSync(`${this.#blobsDir}/${shard}/${hex}`);
         const shardDir = `${this.#blobsDir}/${shard}`;
         let threshold = listAfter.get(shard);
         if (threshold === undefined) {
           threshold = statSync(shardDir).size / SHARD_DIRECTORY_BYTES_PER_ENTRY / PRESENCE_LIST_RATIO;
           listAfter.set(shard, threshold);
         }
-        if (asked < threshold) return existsSync(path);
+        if (asked < threshold) return existsSync(`${shardDir}/${hex}`);
         listing = new Set(readdirSync(shardDir));
         listings.set(shard, listing);
       }
-      return listing.has(hex) || existsSync(path);
+      return listing.has(hex) || existsSync(`${this.#blobsDir}/${shard}/${hex}`);
     };
   }
 
