@@ -3,7 +3,7 @@
 # sandboxes and tools it drives or measures against, then the npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(gcc libc6-dev b3sum runc crun bubblewrap busybox-static nix-bin python3-grpcio python3-protobuf python3-grpc-tools protobuf-compiler openssl)
+packages=(gcc libc6-dev gcc-aarch64-linux-gnu qemu-user-static b3sum runc crun bubblewrap busybox-static nix-bin python3-grpcio python3-protobuf python3-grpc-tools protobuf-compiler openssl)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
