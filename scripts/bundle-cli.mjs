@@ -3,10 +3,11 @@
 // chunks. Node 20 spends most of a short command's start-up resolving and
 // loading ES modules one file at a time (~140 of them, 66 from
 // @bufbuild/protobuf alone); bundled, `kiln castore import` of one file
-// starts in about a third of the time. Packages with native addons stay
-// external. A module that locates files next to itself (worker scripts,
-// the sandbox's C programs, package.json) keeps doing so: its
-// `import.meta.url` is rewritten to the URL of its own dist/ file.
+// takes 0.21–0.22 s instead of 0.33–0.38 s. Packages with native addons
+// stay external. A module that locates files next to itself (worker
+// scripts, the sandbox's C programs, package.json) keeps doing so: in every
+// bundled module from a dist/ directory, `import.meta.url` is rewritten to
+// the URL of the file the module came from.
 import { readFile, rm } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -89,7 +89,7 @@ export class FilePutPool {
   readonly #workers: PutWorker[] = [];
   readonly #queue: Job[] = [];
   #inline: FilePutter | undefined;
-  #puts = 0;
+  #inlinePuts = 0;
   #pumpScheduled = false;
   #nextBatchId = 0;
   #inFlight = 0;
@@ -109,7 +109,7 @@ export class FilePutPool {
     signal?.throwIfAborted();
     if (this.#threads === 0 || this.#workersFailed) return this.#putInline(path, sizeHint);
     if (this.#workers.length === 0) {
-      if (++this.#puts <= (this.#options.inlinePutsBeforeWorkers ?? INLINE_PUTS_BEFORE_WORKERS)) return this.#putInline(path, sizeHint);
+      if (++this.#inlinePuts <= (this.#options.inlinePutsBeforeWorkers ?? INLINE_PUTS_BEFORE_WORKERS)) return this.#putInline(path, sizeHint);
       this.#startWorkers();
     }
     if (this.#workersFailed) return this.#putInline(path, sizeHint);
