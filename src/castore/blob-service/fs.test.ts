@@ -153,6 +153,9 @@ describe('FsBlobService on disk', () => {
     await fs.rm(service.blobPath(first.digest), { force: true });
     assert.equal(isStored(first.digest), true, 'answered from the listing, not the filesystem');
     assert.equal(service.presenceCheck()(first.digest), false, 'a new check looks again');
+    await fs.rm(join(service.root, 'blobs', shard), { recursive: true });
+    const afterDamage = service.presenceCheck();
+    for (let i = 0; i < 8; i++) assert.equal(afterDamage(later.digest), false, 'a missing shard directory holds no blob');
   });
 });
 

@@ -139,7 +139,9 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
         const shardDir = `${this.#blobsDir}/${shard}`;
         let threshold = listAfter.get(shard);
         if (threshold === undefined) {
-          threshold = statSync(shardDir).size / SHARD_DIRECTORY_BYTES_PER_ENTRY / PRESENCE_LIST_RATIO;
+          const size = statSync(shardDir, { throwIfNoEntry: false })?.size;
+          // A missing shard directory is never listed: its blobs are absent, and storing one reports the problem.
+          threshold = size === undefined ? Number.POSITIVE_INFINITY : size / SHARD_DIRECTORY_BYTES_PER_ENTRY / PRESENCE_LIST_RATIO;
           listAfter.set(shard, threshold);
         }
         if (asked < threshold) return existsSync(`${shardDir}/${hex}`);
