@@ -109,7 +109,8 @@ export class FilePutPool {
     signal?.throwIfAborted();
     if (this.#threads === 0 || this.#workersFailed) return this.#putInline(path, sizeHint);
     if (this.#workers.length === 0) {
-      if (++this.#inlinePuts <= (this.#options.inlinePutsBeforeWorkers ?? INLINE_PUTS_BEFORE_WORKERS)) return this.#putInline(path, sizeHint);
+      if (++this.#inlinePuts <= (this.#options.inlinePutsBeforeWorkers ?? INLINE_PUTS_BEFORE_WORKERS))
+        return this.#putInline(path, sizeHint);
       this.#startWorkers();
     }
     if (this.#workersFailed) return this.#putInline(path, sizeHint);
