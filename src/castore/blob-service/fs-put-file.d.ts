@@ -49,6 +49,9 @@ export interface FilePutResult {
  */
 export type FilePutter = (path: string | Uint8Array, sizeHint: number) => FilePutResult;
 
+/** The path of a blob's file, `<blobsDir>/<2 hex>/<hex digest>`: the one statement of the store's layout. */
+export declare function blobPathIn(blobsDir: string): (digest: Uint8Array) => string;
+
 /** A putter with its own reusable read buffer (allocated on first use) and temp-name counter. */
 export declare function createFilePutter(options: FilePutterOptions): FilePutter;
 

@@ -128,8 +128,13 @@ function createWriteBlob(options, readBuffer) {
   return writeBlob;
 }
 
-/** `<blobsDir>/<2 hex>/<hex>` by plain concatenation: path.join would normalise the same directory for every file. */
-function blobPathIn(blobsDir) {
+/**
+ * The store's blob file layout, `<blobsDir>/<2 hex>/<hex>`, by plain
+ * concatenation: path.join would normalise the same directory for every file.
+ * @param {string} blobsDir
+ * @returns {(digest: Uint8Array) => string}
+ */
+export function blobPathIn(blobsDir) {
   const blobsPrefix = `${join(blobsDir, '.')}/`;
   return (digest) => {
     const hex = Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('hex');

@@ -31,7 +31,7 @@ import type {
   PutFileOptions,
   SyncBlobPresence,
 } from './blob-service.js';
-import { type BlobWriter, createBlobWriter } from './fs-put-file.js';
+import { type BlobWriter, blobPathIn, createBlobWriter } from './fs-put-file.js';
 import { FilePutPool } from './fs-put-pool.js';
 import { integrityError, verifiedStream } from './verify-stream.js';
 
@@ -65,6 +65,7 @@ export interface FsBlobServiceOptions {
 export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileIngest, SyncBlobPresence {
   readonly root: string;
   readonly #blobsDir: string;
+  readonly #blobPathOf: (digest: Uint8Array) => string;
   readonly #tmpDir: string;
   readonly #fsync: 'always' | 'batch';
   readonly #earlyWritebackBytes: number;
@@ -78,6 +79,7 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
   private constructor(root: string, options: FsBlobServiceOptions) {
     this.root = root;
     this.#blobsDir = join(root, 'blobs');
+    this.#blobPathOf = blobPathIn(this.#blobsDir);
     this.#tmpDir = join(root, 'tmp');
     this.#fsync = options.fsync ?? 'batch';
     this.#earlyWritebackBytes = options.earlyWritebackBytes ?? EARLY_WRITEBACK_BYTES;
@@ -111,8 +113,7 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
 
   /** The file holding `digest`, whether or not it exists. */
   blobPath(digest: B3Digest): string {
-    const hex = digest.toHex();
-    return `${this.#blobsDir}/${hex.slice(0, 2)}/${hex}`;
+    return this.#blobPathOf(digest.bytes);
   }
 
   /**
@@ -135,8 +136,8 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
       if (!listing) {
         const asked = (questions.get(shard) ?? 0) + 1;
         questions.set(shard, asked);
-        if (asked < PRESENCE_LIST_MIN_QUESTIONS) return existsSync(`${this.#blobsDir}/${shard}/${hex}`);
-        const shardDir = `${this.#blobsDir}/${shard}`;
+        if (asked < PRESENCE_LIST_MIN_QUESTIONS) return existsSync(this.blobPath(digest));
+        const shardDir = dirname(this.blobPath(digest));
         let threshold = listAfter.get(shard);
         if (threshold === undefined) {
           const size = statSync(shardDir, { throwIfNoEntry: false })?.size;
@@ -144,11 +145,11 @@ export class FsBlobService implements BlobService, LocalBlobFiles, LocalFileInge
           threshold = size === undefined ? Number.POSITIVE_INFINITY : size / SHARD_DIRECTORY_BYTES_PER_ENTRY / PRESENCE_LIST_RATIO;
           listAfter.set(shard, threshold);
         }
-        if (asked < threshold) return existsSync(`${shardDir}/${hex}`);
+        if (asked < threshold) return existsSync(this.blobPath(digest));
         listing = new Set(readdirSync(shardDir));
         listings.set(shard, listing);
       }
-      return listing.has(hex) || existsSync(`${this.#blobsDir}/${shard}/${hex}`);
+      return listing.has(hex) || existsSync(this.blobPath(digest));
     };
   }
 
